@@ -1,0 +1,5 @@
+import sys
+
+from rltemp.cli import main
+
+sys.exit(main())

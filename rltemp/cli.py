@@ -1,0 +1,140 @@
+"""The ``rltemp`` command. Thin: parse arguments, build the config, call the layers.
+
+Bad input (unknown names, invalid values, missing files) prints one line ``rltemp: error: ...``
+and exits with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from rltemp.errors import RltempError
+
+SPEC_HELP = (
+    "temperature SPEC: fixed:T | anneal[:start,end,shape] | ctkd[:ramp=10,...] | "
+    "ctkd-instance | dtkd[:tau] | ls[:tau] | ce (no KD). Default: distill.temperature of the config"
+)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML preset, e.g. envs/default.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="dotted config overrides, e.g. distill.epochs=5 seed=3 student.options.width=128")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<command>-<name>-<timestamp>)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rltemp",
+        description="Choose knowledge-distillation temperatures: classic strategies and learned per-instance policies.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages (INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("teacher", help="train a teacher and save it (also fills the teacher cache)",
+                       description="Train the config's teacher; writes teacher.pt, results.json and tb/.")
+    _add_common(p)
+
+    p = sub.add_parser("distill", help="distil a student with a temperature strategy",
+                       description="Distil the config's student from its teacher (cached, trained on first use, "
+                                   "or teacher.checkpoint). Reports last-epoch test accuracy.")
+    _add_common(p)
+    p.add_argument("--temperature", "-T", default=None, metavar="SPEC", help=SPEC_HELP)
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
+
+    p = sub.add_parser("data", help="inspect datasets", description="Inspect datasets.")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    s = dsub.add_parser("show", help="write a PNG grid of samples (one row per class)")
+    s.add_argument("name", help="dataset name (an image dataset)")
+    s.add_argument("--out", required=True, help="PNG file to write")
+    s.add_argument("--classes", type=int, default=10, help="number of classes (rows) to show")
+    s.add_argument("--per-class", type=int, default=12, help="samples per class (columns)")
+    s.add_argument("--root", default=None, help="data.root for datasets read from disk")
+    s.add_argument("--split", default="train", choices=["train", "val", "test"], help="which split to show")
+
+    sub.add_parser("list", help="list datasets, models and temperature strategies")
+    return parser
+
+
+def _config(args: argparse.Namespace, extra: list[str] | None = None):  # noqa: ANN202
+    from rltemp.config import load_config
+
+    return load_config(args.config, list(args.overrides) + (extra or []))
+
+
+def cmd_teacher(args: argparse.Namespace) -> int:
+    from rltemp.kd.pipeline import run_teacher
+
+    res = run_teacher(_config(args), out=args.out, progress=not args.no_progress)
+    print(f"teacher test_acc={res['test_acc']:.4f} val_acc={res['val_acc']:.4f} -> {res['run_dir']}")
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from rltemp.config import load_config
+    from rltemp.kd.pipeline import run_distill
+
+    if args.resume:
+        from pathlib import Path
+
+        cfg_path = Path(args.resume) / "config.yaml"
+        cfg = load_config(cfg_path, [])
+        res = run_distill(cfg, resume=args.resume, progress=not args.no_progress)
+    else:
+        extra = [f"distill.temperature={args.temperature}"] if args.temperature else []
+        cfg = _config(args, extra)
+        res = run_distill(cfg, out=args.out, progress=not args.no_progress)
+    print(
+        f"{res['method']} seed={res['seed']}: test_acc={res['test_acc']:.4f} (last epoch) "
+        f"best_val_acc={res['best_val_acc']:.4f} wall={res['wall_time_s']:.1f}s -> {res['run_dir']}"
+    )
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from rltemp.data.show import show_dataset
+
+    path = show_dataset(args.name, args.out, args.classes, args.per_class, args.root, args.split)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rltemp.data import DATASETS
+    from rltemp.kd import STRATEGIES
+    from rltemp.models import MODELS
+
+    print(json.dumps({"datasets": DATASETS.names(), "models": MODELS.names(),
+                      "strategies": STRATEGIES.names() + ["ce"]}, indent=2))
+    return 0
+
+
+COMMANDS = {"teacher": cmd_teacher, "distill": cmd_distill, "data": cmd_data, "list": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except (RltempError, ValueError) as e:
+        if args.debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        print(f"rltemp: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rltemp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Typed, frozen run configuration: YAML presets (``yaml.safe_load`` only) plus ``key=value`` overrides.
+
+A preset is a YAML mapping whose layout mirrors :class:`Config`. Overrides use dotted paths
+(``distill.epochs=5``, ``student.options.width=128``); values are parsed as YAML scalars/lists with
+``safe_load``. Unknown keys and ill-typed values fail with a :class:`ConfigError` that names the field.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rltemp.errors import ConfigError, did_you_mean
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, how validation is carved from train, and dataset-specific options."""
+
+    name: str = "mnist1d"
+    val_fraction: float = 0.1
+    split_seed: int = 0
+    root: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, path: str) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"{path}.val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser, schedule and budget of one training run."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    schedule: str = "cosine"
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+
+    def validate(self, path: str) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"{path}.epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"{path}.batch_size must be >= 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"{path}.lr must be a positive finite number, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"{path}.weight_decay must be >= 0, got {self.weight_decay}")
+        for key, valid in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+            value = getattr(self, key)
+            if value not in valid:
+                raise ConfigError(
+                    f"{path}.{key}: unknown {key} {value!r}{did_you_mean(value, valid)}; "
+                    f"valid: {', '.join(valid)}"
+                )
+
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("none", "cosine", "step")
+
+
+@dataclass(frozen=True)
+class DistillConfig(OptimConfig):
+    """Student training: the optimiser fields plus the KD loss weights and the temperature SPEC.
+
+    Loss (Hinton et al. 2015): ``L = ce_weight * CE + kd_weight * mean_i T_i^2 KL(p_t || p_s)``.
+    """
+
+    ce_weight: float = 0.1
+    kd_weight: float = 0.9
+    temperature: str = "fixed:4"
+
+    def validate(self, path: str) -> None:
+        super().validate(path)
+        for key in ("ce_weight", "kd_weight"):
+            v = getattr(self, key)
+            if not (v >= 0 and math.isfinite(v)):
+                raise ConfigError(f"{path}.{key} must be a finite number >= 0, got {v}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model from the registry: name, constructor options, optional weights file."""
+
+    model: str = "mlp"
+    options: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class TeacherConfig(ModelConfig):
+    """The teacher: a model plus how to train it when no checkpoint is given."""
+
+    train: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0  # the cached teacher is shared by all student seeds
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything one run needs. Built by :func:`load_config`; frozen after overrides are merged."""
+
+    name: str = "default"
+    seed: int = 0
+    device: str = "auto"
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(model="cnn1d"))
+    student: ModelConfig = field(default_factory=ModelConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    env: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        self.data.validate("data")
+        self.teacher.train.validate("teacher.train")
+        self.distill.validate("distill")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _check_type(value: Any, tp: Any, path: str) -> Any:
+    """Check (and lightly coerce: int -> float) ``value`` against the annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check_type(value, a, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{path}: invalid value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} must be a mapping, got {type(value).__name__}")
+        return _build(tp, value, path)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{path} must be a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_check_type(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} must be a number, got {value!r}")
+        if math.isnan(float(value)):
+            raise ConfigError(f"{path} must not be NaN")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path} must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path} must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, raw: dict[str, Any], path: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        full = f"{path}.{key}" if path else str(key)
+        if key not in hints:
+            raise ConfigError(f"unknown config key {full!r}{did_you_mean(str(key), names)}; valid: {', '.join(names)}")
+        kwargs[key] = _check_type(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def parse_value(text: str) -> Any:
+    """Parse the right-hand side of ``key=value`` as a YAML scalar or flow collection (safe)."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with dotted ``key=value`` overrides applied."""
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, text = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not p for p in key.split(".")):
+            raise ConfigError(f"override {item!r} has an empty key")
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            child = node.get(p)
+            if child is None:
+                child = node[p] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {key!r}: {p!r} is not a mapping")
+            node = child
+        node[parts[-1]] = parse_value(text)
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e.__class__.__name__})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
+    return data
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    cfg = _build(Config, raw, "")
+    cfg.validate()
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a preset (or the built-in defaults when ``path`` is None) and apply overrides."""
+    raw = read_yaml(path) if path is not None else {}
+    return config_from_dict(apply_overrides(raw, overrides or []))
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)

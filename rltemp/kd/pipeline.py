@@ -1,0 +1,248 @@
+"""Whole runs: train (or load, or reuse a cached) teacher; distil a student into a run folder.
+
+The CLI and the benchmark call these; they in turn only wire config -> data, models, strategy ->
+:class:`~rltemp.kd.trainer.Distiller`, and log to TensorBoard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rltemp.config import Config
+from rltemp.data import DataBundle, load_dataset
+from rltemp.errors import RltempError
+from rltemp.kd.strategies import StrategyContext, TemperatureStrategy, build_strategy
+from rltemp.kd.trainer import Distiller, EpochStats, evaluate
+from rltemp.models import build_model, load_checkpoint, load_state_strict, save_checkpoint
+from rltemp.paths import atomic_write_bytes, cache_dir
+from rltemp.runs import RunDir
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RltempError(f"device={name} was asked for but CUDA is not available; use device=cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def build_teacher_model(cfg: Config, data: DataBundle) -> nn.Module:
+    return build_model(cfg.teacher.model, data.input_shape, data.num_classes, cfg.teacher.options)
+
+
+def build_student_model(cfg: Config, data: DataBundle, seed: int) -> nn.Module:
+    seed_everything(seed)  # initial weights depend on the seed only
+    return build_model(cfg.student.model, data.input_shape, data.num_classes, cfg.student.options)
+
+
+def teacher_cache_path(cfg: Config) -> Path:
+    """Cached teachers are keyed by everything that determines them: data, model, recipe, seed."""
+    key = {"data": asdict(cfg.data), "model": cfg.teacher.model, "options": cfg.teacher.options,
+           "train": asdict(cfg.teacher.train), "seed": cfg.teacher.seed}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return cache_dir("teachers") / f"{cfg.data.name}-{cfg.teacher.model}-{digest}.pt"
+
+
+def train_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: bool = True,
+                  writer: Any = None) -> tuple[nn.Module, dict[str, Any]]:
+    seed_everything(cfg.teacher.seed)
+    model = build_teacher_model(cfg, data)
+    trainer = Distiller(cfg.teacher.train, data, model, seed=cfg.teacher.seed, device=device)
+    t0 = time.perf_counter()
+    _fit_with_progress(trainer, f"teacher {cfg.teacher.model}", progress, writer)
+    test_acc, test_loss = evaluate(trainer.student, data.test, data)
+    return trainer.student, {
+        "test_acc": test_acc, "test_loss": test_loss, "val_acc": trainer.best_val_acc,
+        "epochs": cfg.teacher.train.epochs, "wall_time_s": time.perf_counter() - t0,
+    }
+
+
+def get_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: bool = True) -> nn.Module:
+    """The teacher from ``teacher.checkpoint`` (weights-only, strict), else the cache, else train it."""
+    model = build_teacher_model(cfg, data)
+    if cfg.teacher.checkpoint:
+        ckpt = load_checkpoint(cfg.teacher.checkpoint)
+        load_state_strict(model, ckpt["model"], f"teacher checkpoint {cfg.teacher.checkpoint}")
+        return model.to(device).eval()
+    path = teacher_cache_path(cfg)
+    if path.exists():
+        load_state_strict(model, load_checkpoint(path)["model"], f"cached teacher {path}")
+        log.info("using cached teacher %s", path)
+        return model.to(device).eval()
+    log.info("no cached teacher at %s: training one", path)
+    model, res = train_teacher(cfg, data, device, progress)
+    save_checkpoint(path, model, {"arch": cfg.teacher.model, "test_acc": res["test_acc"], "val_acc": res["val_acc"]})
+    log.info("teacher: val %.4f test %.4f (%.1fs), cached at %s", res["val_acc"], res["test_acc"], res["wall_time_s"], path)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------- logging
+
+
+def log_epoch(writer: Any, stats: EpochStats, lr: float) -> None:
+    if writer is None:
+        return
+    e = stats.epoch
+    writer.add_scalar("kd/loss", stats.train_loss, e)
+    writer.add_scalar("kd/lr", lr, e)
+    writer.add_scalar("eval/val_acc", stats.val_acc, e)
+    writer.add_scalar("eval/val_loss", stats.val_loss, e)
+    writer.add_scalar("time/epoch_s", stats.seconds, e)
+    if stats.temperatures is not None and len(stats.temperatures):
+        t = stats.temperatures.float()
+        writer.add_scalar("kd/temperature_mean", float(t.mean()), e)
+        writer.add_scalar("kd/temperature_std", float(t.std()) if len(t) > 1 else 0.0, e)
+        writer.add_histogram("kd/temperature", t, e)
+    for k, v in stats.extra.items():
+        writer.add_scalar(k, v, e)
+
+
+def _fit_with_progress(trainer: Distiller, desc: str, progress: bool, writer: Any,
+                       on_epoch: Any = None) -> None:
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=trainer.cfg.epochs, initial=trainer.epoch, desc=desc, unit="epoch",
+               disable=not progress, leave=False)
+    try:
+        while not trainer.done:
+            lr = trainer.optimizer.param_groups[0]["lr"]
+            stats = trainer.run_epoch()
+            log_epoch(writer, stats, lr)
+            bar.set_postfix(val_acc=f"{stats.val_acc:.4f}")
+            bar.update(1)
+            if on_epoch is not None:
+                on_epoch(stats)
+    finally:
+        bar.close()
+
+
+def temperature_summary(temps: list[torch.Tensor]) -> dict[str, float] | None:
+    if not temps:
+        return None
+    t = torch.cat(temps).float()
+    return {"mean": float(t.mean()), "std": float(t.std()) if len(t) > 1 else 0.0,
+            "min": float(t.min()), "max": float(t.max())}
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def prepare(cfg: Config) -> tuple[DataBundle, torch.device, TemperatureStrategy | None]:
+    """Everything that can fail on bad input, before any run folder is created."""
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.data)
+    strategy = build_strategy(cfg.distill.temperature, StrategyContext(data.num_classes, cfg.distill.epochs))
+    # Build both models once to surface option errors now.
+    build_model(cfg.student.model, data.input_shape, data.num_classes, cfg.student.options)
+    build_teacher_model(cfg, data)
+    return data.to(device), device, strategy
+
+
+def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path | None = None,
+                progress: bool = True, runs_root: str | Path = "runs") -> dict[str, Any]:
+    """Distil one student; write the run folder; return ``results.json``'s content."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    data, device, strategy = prepare(cfg)
+    teacher = get_teacher(cfg, data, device, progress) if strategy is not None else None
+    if resume is not None:
+        run = RunDir(Path(resume))
+    else:
+        run = RunDir.create("distill", cfg.name, out, cfg.to_dict(), runs_root)
+    student = build_student_model(cfg, data, cfg.seed)
+    trainer = Distiller(cfg.distill, data, student, teacher, strategy, seed=cfg.seed, device=device)
+    state_path = run.path / "state.pt"
+    if resume is not None and state_path.exists():
+        trainer.load_state_dict(torch.load(state_path, map_location=device, weights_only=True))
+        log.info("resumed %s at epoch %d", run.path, trainer.epoch)
+    writer = SummaryWriter(str(run.tb))
+    temps: list[torch.Tensor] = []
+    t0 = time.perf_counter()
+
+    def on_epoch(stats: EpochStats) -> None:
+        if stats.temperatures is not None:
+            temps.append(stats.temperatures)
+        buf = io.BytesIO()
+        torch.save(trainer.state_dict(), buf)
+        atomic_write_bytes(state_path, buf.getvalue())
+
+    try:
+        _fit_with_progress(trainer, f"distill {cfg.distill.temperature}", progress, writer, on_epoch)
+        wall = time.perf_counter() - t0
+        test_acc, test_loss = evaluate(trainer.student, data.test, data)
+        val_acc, _ = evaluate(trainer.student, data.val, data)
+        best_test = None
+        if trainer.best_state is not None:
+            best = build_student_model(cfg, data, cfg.seed).to(device)
+            best.load_state_dict(trainer.best_state)
+            best_test, _ = evaluate(best, data.test, data)
+            save_checkpoint(run.path / "best.pt", best, {"arch": cfg.student.model, "epoch": trainer.best_epoch})
+        save_checkpoint(run.path / "last.pt", trainer.student, {"arch": cfg.student.model, "epoch": trainer.epoch})
+        results = {
+            "test_acc": test_acc,
+            "test_loss": test_loss,
+            "val_acc": val_acc,
+            "best_val_acc": trainer.best_val_acc,
+            "best_val_epoch": trainer.best_epoch,
+            "test_acc_at_best_val": best_test,
+            "epochs": trainer.epoch,
+            "kd_steps": trainer.step_count,
+            "wall_time_s": wall,
+            "temperature": temperature_summary(temps),
+            "method": cfg.distill.temperature,
+            "seed": cfg.seed,
+            "student": cfg.student.model,
+            "teacher": cfg.teacher.model if teacher is not None else None,
+            "dataset": cfg.data.name,
+            "device": str(device),
+        }
+        writer.add_scalar("eval/test_acc", test_acc, trainer.epoch)
+        writer.add_hparams(
+            {"method": cfg.distill.temperature, "seed": cfg.seed, "student": cfg.student.model},
+            {"hparam/test_acc": test_acc, "hparam/best_val_acc": trainer.best_val_acc},
+            run_name=".",
+        )
+    finally:
+        writer.close()
+    state_path.unlink(missing_ok=True)
+    run.write_results(results)
+    return {**results, "run_dir": str(run.path)}
+
+
+def run_teacher(cfg: Config, out: str | Path | None = None, progress: bool = True,
+                runs_root: str | Path = "runs") -> dict[str, Any]:
+    """Train a teacher into a run folder (``teacher.pt``) and also fill the teacher cache."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.data).to(device)
+    build_teacher_model(cfg, data)
+    run = RunDir.create("teacher", cfg.name, out, cfg.to_dict(), runs_root)
+    writer = SummaryWriter(str(run.tb))
+    try:
+        model, res = train_teacher(cfg, data, device, progress, writer)
+    finally:
+        writer.close()
+    meta = {"arch": cfg.teacher.model, "test_acc": res["test_acc"], "val_acc": res["val_acc"]}
+    save_checkpoint(run.path / "teacher.pt", model, meta)
+    if not cfg.teacher.checkpoint:
+        save_checkpoint(teacher_cache_path(cfg), model, meta)
+    results = {**res, "teacher": cfg.teacher.model, "dataset": cfg.data.name, "checkpoint": str(run.path / "teacher.pt")}
+    run.write_results(results)
+    return {**results, "run_dir": str(run.path)}

@@ -1,0 +1,340 @@
+"""Temperature strategies behind one interface, built from a SPEC string such as ``fixed:4``.
+
+A strategy is an ``nn.Module``; ``forward(teacher_logits, student_logits, labels, progress)``
+returns temperatures of shape (B,) or a teacher/student pair (B, 2). Strategies with parameters
+(CTKD) have them optimised together with the student. ``loss_scale`` may override the default
+``T_t * T_s`` factor of :func:`rltemp.kd.loss.kd_loss`.
+
+SPEC grammar: ``NAME`` or ``NAME:ARGS`` where ARGS is a comma-separated list of positional values
+and/or ``key=value`` pairs, e.g. ``fixed:4``, ``anneal:8,1,cosine``, ``ctkd:ramp=5``, ``ls:2``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rltemp.errors import ConfigError, did_you_mean
+from rltemp.registry import Registry
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What a strategy may need to know about the run it is built for."""
+
+    num_classes: int
+    epochs: int
+
+
+class TemperatureStrategy(nn.Module):
+    """Base class. Subclasses implement :meth:`forward`."""
+
+    spec: str = ""
+    needs_teacher: bool = True
+
+    def forward(
+        self, teacher_logits: torch.Tensor, student_logits: torch.Tensor, labels: torch.Tensor, progress: float
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss_scale(self, temperature: torch.Tensor) -> torch.Tensor | None:
+        """Per-instance KD scale; ``None`` keeps the default ``T_t * T_s``."""
+        return None
+
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        """Called before each epoch (0-based)."""
+
+    def scalars(self) -> dict[str, float]:
+        """Extra scalars to log (e.g. CTKD's lambda)."""
+        return {}
+
+
+Factory = Callable[[list[str], dict[str, str], StrategyContext], TemperatureStrategy]
+STRATEGIES: Registry[Factory] = Registry("temperature strategy")
+
+
+def parse_spec(spec: str) -> tuple[str, list[str], dict[str, str]]:
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError("temperature SPEC is empty; e.g. fixed:4, anneal, ctkd, dtkd, ls")
+    name, _, rest = spec.strip().partition(":")
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
+    if rest:
+        for part in rest.split(","):
+            part = part.strip()
+            if not part:
+                raise ConfigError(f"temperature SPEC {spec!r}: empty argument")
+            if "=" in part:
+                k, v = part.split("=", 1)
+                kwargs[k.strip()] = v.strip()
+            elif kwargs:
+                raise ConfigError(f"temperature SPEC {spec!r}: positional argument after key=value")
+            else:
+                args.append(part)
+    return name, args, kwargs
+
+
+def build_strategy(spec: str, ctx: StrategyContext) -> TemperatureStrategy | None:
+    """Build the strategy for ``spec``; ``ce`` (no distillation) returns ``None``."""
+    name, args, kwargs = parse_spec(spec)
+    if name == "ce" and not args and not kwargs:
+        return None
+    if name == "ce":
+        raise ConfigError("temperature SPEC 'ce' takes no arguments")
+    strategy = STRATEGIES.get(name)(args, kwargs, ctx)
+    strategy.spec = spec
+    return strategy
+
+
+def _bind(spec_name: str, args: list[str], kwargs: dict[str, str], fields: dict[str, Any]) -> dict[str, Any]:
+    """Bind positional/keyword SPEC arguments to ``fields`` (name -> default; required if ...)."""
+    names = list(fields)
+    if len(args) > len(names):
+        raise ConfigError(f"temperature SPEC {spec_name!r} takes at most {len(names)} arguments ({', '.join(names)})")
+    out = dict(fields)
+    given = dict(zip(names, args))
+    for k, v in kwargs.items():
+        if k not in fields:
+            raise ConfigError(
+                f"temperature SPEC {spec_name!r}: unknown argument {k!r}{did_you_mean(k, names)}; valid: {', '.join(names)}"
+            )
+        if k in given:
+            raise ConfigError(f"temperature SPEC {spec_name!r}: {k!r} given twice")
+        given[k] = v
+    for k, v in given.items():
+        default = fields[k]
+        try:
+            if isinstance(default, str):
+                out[k] = v
+            elif isinstance(default, int) and not isinstance(default, bool):
+                out[k] = int(v)
+            else:
+                out[k] = float(v)
+        except ValueError:
+            raise ConfigError(f"temperature SPEC {spec_name!r}: {k}={v!r} is not a number") from None
+    missing = [k for k, v in out.items() if v is ...]
+    if missing:
+        raise ConfigError(f"temperature SPEC {spec_name!r} needs {', '.join(missing)} (e.g. {spec_name}:4)")
+    return out
+
+
+def _positive(spec_name: str, **values: float) -> None:
+    for k, v in values.items():
+        if not (math.isfinite(v) and v > 0):
+            raise ConfigError(f"temperature SPEC {spec_name!r}: {k} must be a finite number > 0, got {v}")
+
+
+# --------------------------------------------------------------------------- fixed / anneal
+
+
+class Fixed(TemperatureStrategy):
+    """``T_i = T`` for every instance (Hinton et al. 2015; T=4 is the CIFAR-100 convention)."""
+
+    def __init__(self, t: float) -> None:
+        super().__init__()
+        self.t = t
+
+    def forward(self, teacher_logits, student_logits, labels, progress):  # noqa: ANN001, ANN201
+        return torch.full((student_logits.shape[0],), self.t, device=student_logits.device)
+
+
+@STRATEGIES.register("fixed")
+def _fixed(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
+    p = _bind("fixed", args, kwargs, {"T": ...})
+    _positive("fixed", T=p["T"])
+    return Fixed(p["T"])
+
+
+class Anneal(TemperatureStrategy):
+    """Temperature goes from ``start`` to ``end`` over training (Annealing KD, Jafari et al. 2021).
+
+    ``linear``: T(p) = start + (end - start) * p; ``cosine``: T(p) = end + (start - end) * (1 + cos(pi p)) / 2,
+    with p in [0, 1] the fraction of optimiser steps done.
+    """
+
+    def __init__(self, start: float, end: float, shape: str) -> None:
+        super().__init__()
+        self.start, self.end, self.shape = start, end, shape
+
+    def value(self, progress: float) -> float:
+        p = min(max(progress, 0.0), 1.0)
+        if self.shape == "linear":
+            return self.start + (self.end - self.start) * p
+        return self.end + (self.start - self.end) * (1 + math.cos(math.pi * p)) / 2
+
+    def forward(self, teacher_logits, student_logits, labels, progress):  # noqa: ANN001, ANN201
+        return torch.full((student_logits.shape[0],), self.value(progress), device=student_logits.device)
+
+
+@STRATEGIES.register("anneal")
+def _anneal(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
+    p = _bind("anneal", args, kwargs, {"start": 4.0, "end": 1.0, "shape": "cosine"})
+    _positive("anneal", start=p["start"], end=p["end"])
+    if p["shape"] not in ("linear", "cosine"):
+        raise ConfigError(f"temperature SPEC 'anneal': shape must be linear or cosine, got {p['shape']!r}")
+    return Anneal(p["start"], p["end"], p["shape"])
+
+
+# --------------------------------------------------------------------------- CTKD
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lam: float) -> torch.Tensor:  # noqa: ANN001
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: ANN001, ANN205
+        return -ctx.lam * grad, None
+
+
+def grad_reverse(x: torch.Tensor, lam: float) -> torch.Tensor:
+    """Identity forward; multiplies the gradient by ``-lam`` backward (Ganin & Lempitsky 2015)."""
+    return _GradReverse.apply(x, lam)
+
+
+def ctkd_lambda(epoch: int, ramp: int, lam_max: float) -> float:
+    """CTKD's curriculum: lambda rises from 0 to lam_max by a cosine over ``ramp`` epochs, then holds:
+    lambda(e) = lam_max * (1 - cos(pi * min(e, ramp) / ramp)) / 2."""
+    if ramp <= 0:
+        return lam_max
+    return lam_max * (1 - math.cos(math.pi * min(epoch, ramp) / ramp)) / 2
+
+
+class CTKD(TemperatureStrategy):
+    """Curriculum Temperature KD (Li et al., AAAI 2023), global version.
+
+    ``T = start + range * sigmoid(theta)``, theta a learned scalar reached by the KD loss through a
+    gradient-reversal layer scaled by lambda (:func:`ctkd_lambda`), so the optimiser's step on theta
+    *increases* the KD loss (the adversarial, "harder" direction) while the student minimises it.
+    theta starts where T = ``init`` (our choice: the conventional 4).
+    """
+
+    def __init__(self, start: float, t_range: float, init: float, ramp: int, lam_max: float) -> None:
+        super().__init__()
+        if not start < init < start + t_range:
+            raise ConfigError(f"temperature SPEC 'ctkd': init must lie in ({start}, {start + t_range}), got {init}")
+        q = (init - start) / t_range
+        self.theta = nn.Parameter(torch.tensor([math.log(q / (1 - q))]))
+        self.start, self.t_range, self.ramp, self.lam_max = start, t_range, ramp, lam_max
+        self.lam = 0.0
+
+    def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
+        self.lam = ctkd_lambda(epoch, self.ramp, self.lam_max)
+
+    def _temperature(self, theta: torch.Tensor) -> torch.Tensor:
+        return self.start + self.t_range * torch.sigmoid(grad_reverse(theta, self.lam))
+
+    def forward(self, teacher_logits, student_logits, labels, progress):  # noqa: ANN001, ANN201
+        return self._temperature(self.theta).expand(student_logits.shape[0])
+
+    def scalars(self) -> dict[str, float]:
+        return {"ctkd/lambda": self.lam}
+
+
+class CTKDInstance(CTKD):
+    """CTKD instance-wise variant: theta_i = MLP([p_t,i, p_s,i]) on the (detached) teacher and
+    student probability vectors, with the same reversal and curriculum as :class:`CTKD`."""
+
+    def __init__(self, num_classes: int, hidden: int, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.mlp = nn.Sequential(nn.Linear(2 * num_classes, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        with torch.no_grad():  # start every instance at T = init
+            self.mlp[2].weight.mul_(0.01)
+            self.mlp[2].bias.copy_(self.theta)
+        del self.theta
+
+    def forward(self, teacher_logits, student_logits, labels, progress):  # noqa: ANN001, ANN201
+        feats = torch.cat([F.softmax(teacher_logits, -1), F.softmax(student_logits, -1)], -1).detach()
+        return self._temperature(self.mlp(feats).squeeze(-1))
+
+
+_CTKD_FIELDS = {"ramp": 10, "lambda_max": 1.0, "start": 1.0, "range": 20.0, "init": 4.0}
+
+
+@STRATEGIES.register("ctkd")
+def _ctkd(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
+    p = _bind("ctkd", args, kwargs, _CTKD_FIELDS)
+    _positive("ctkd", range=p["range"])
+    return CTKD(p["start"], p["range"], p["init"], p["ramp"], p["lambda_max"])
+
+
+@STRATEGIES.register("ctkd-instance")
+def _ctkd_instance(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
+    p = _bind("ctkd-instance", args, kwargs, {**_CTKD_FIELDS, "hidden": 256})
+    _positive("ctkd-instance", range=p["range"])
+    return CTKDInstance(
+        ctx.num_classes, p["hidden"], start=p["start"], t_range=p["range"], init=p["init"], ramp=p["ramp"],
+        lam_max=p["lambda_max"],
+    )
+
+
+# --------------------------------------------------------------------------- DTKD / LS
+
+
+class DTKD(TemperatureStrategy):
+    """Dynamic Temperature KD (Wei & Bai 2024), per-instance teacher/student pair:
+
+        T_t,i = 2 * max(z_t,i) / (max z_s,i + max z_t,i) * tau
+        T_s,i = 2 * max(z_s,i) / (max z_s,i + max z_t,i) * tau
+
+    so the sharper model (larger max logit) gets the higher temperature. The paper's derivation
+    carries an erratum; we implement the formula above. Temperatures are treated as constants
+    (detached) and clamped to [0.01, 100] to guard against non-positive max logits. Scale T_t * T_s.
+    """
+
+    def __init__(self, tau: float) -> None:
+        super().__init__()
+        self.tau = tau
+
+    def forward(self, teacher_logits, student_logits, labels, progress):  # noqa: ANN001, ANN201
+        mt = teacher_logits.detach().max(-1).values
+        ms = student_logits.detach().max(-1).values
+        denom = mt + ms
+        pair = torch.stack([2 * mt / denom * self.tau, 2 * ms / denom * self.tau], -1)
+        return torch.nan_to_num(pair, nan=self.tau).clamp(0.01, 100.0)
+
+
+@STRATEGIES.register("dtkd")
+def _dtkd(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
+    p = _bind("dtkd", args, kwargs, {"tau": 4.0})
+    _positive("dtkd", tau=p["tau"])
+    return DTKD(p["tau"])
+
+
+class LogitStandardization(TemperatureStrategy):
+    """Logit Standardization KD (Sun et al., CVPR 2024): z-score each logit vector, then soften
+    with a base temperature tau:  p = softmax((z - mean(z)) / (std(z) * tau)).
+
+    Since softmax ignores the mean shift, this is a per-instance pair T_t,i = tau * std(z_t,i),
+    T_s,i = tau * std(z_s,i) (unbiased std, + 1e-7) with the KD loss scaled by tau^2, as in the
+    reference code. The gradient flows through the student's std, as in the reference. Note that
+    the reference code pairs it with a KD weight of 9 (vs. 0.9 for its KD baseline); rltemp uses
+    the configured ``distill.kd_weight`` for every strategy.
+    """
+
+    def __init__(self, tau: float) -> None:
+        super().__init__()
+        self.tau = tau
+
+    def forward(self, teacher_logits, student_logits, labels, progress):  # noqa: ANN001, ANN201
+        st = teacher_logits.std(-1) + 1e-7
+        ss = student_logits.std(-1) + 1e-7
+        return torch.stack([self.tau * st, self.tau * ss], -1)
+
+    def loss_scale(self, temperature: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(temperature[:, 0], self.tau**2)
+
+
+@STRATEGIES.register("ls")
+def _ls(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
+    p = _bind("ls", args, kwargs, {"tau": 2.0})
+    _positive("ls", tau=p["tau"])
+    return LogitStandardization(p["tau"])

@@ -1,0 +1,271 @@
+"""The distillation loop, steppable one mini-batch at a time.
+
+:class:`Distiller` owns the student, its optimiser and LR schedule, the frozen teacher (or its
+cached logits) and the temperature strategy. ``fit`` runs whole epochs; the Gymnasium environment
+drives the very same object through :meth:`Distiller.train_step` / :meth:`Distiller.end_epoch`
+with temperatures chosen by an agent, so there is one training loop, not two.
+
+Loss (Hinton et al. 2015): ``L = w_ce * mean_i CE(z_s,i, y_i) + w_kd * mean_i L_kd,i`` with
+:func:`rltemp.kd.loss.kd_loss`. With no strategy (SPEC ``ce``) the loss is plain CE (weight 1).
+Batches are drawn with ``drop_last=True`` so every step sees exactly ``batch_size`` instances.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rltemp.config import DistillConfig, OptimConfig
+from rltemp.data.base import DataBundle, Split
+from rltemp.kd.loss import kd_loss
+from rltemp.kd.strategies import TemperatureStrategy
+
+log = logging.getLogger(__name__)
+
+
+def make_optimizer(cfg: OptimConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg: OptimConfig, opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch schedule: ``none``, ``cosine`` (to 0 over ``epochs``) or ``step`` (x gamma at milestones)."""
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=cfg.milestones, gamma=cfg.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, data: DataBundle, batch_size: int = 1024) -> tuple[float, float]:
+    """Accuracy and mean CE of ``model`` on ``split`` (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for x, y, _ in split.batches(batch_size):
+        z = model(data.preprocess(x, False, None))
+        correct += int((z.argmax(-1) == y).sum())
+        loss_sum += float(F.cross_entropy(z, y, reduction="sum"))
+    model.train(was_training)
+    n = max(len(split), 1)
+    return correct / n, loss_sum / n
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, split: Split, data: DataBundle, batch_size: int = 1024) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(data.preprocess(x, False, None)) for x, _, _ in split.batches(batch_size)])
+
+
+@dataclass
+class StepResult:
+    """What one optimiser step saw; tensors are detached."""
+
+    student_logits: torch.Tensor
+    teacher_logits: torch.Tensor | None
+    labels: torch.Tensor
+    temperature: torch.Tensor | None  # (B,) or (B, 2)
+    ce: torch.Tensor  # (B,)
+    kd: torch.Tensor | None  # (B,)
+    loss: torch.Tensor  # ()
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float
+    val_acc: float
+    val_loss: float
+    seconds: float
+    temperatures: torch.Tensor | None = None  # all per-instance student temperatures of the epoch
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Distiller:
+    """One student trained with CE (+ KD from ``teacher`` at temperatures from ``strategy``)."""
+
+    def __init__(
+        self,
+        cfg: DistillConfig | OptimConfig,
+        data: DataBundle,
+        student: nn.Module,
+        teacher: nn.Module | None = None,
+        strategy: TemperatureStrategy | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        cache_teacher: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.data = data
+        self.student = student.to(self.device)
+        self.strategy = strategy.to(self.device) if strategy is not None else None
+        distilling = strategy is not None
+        if distilling and teacher is None:
+            raise ValueError("a temperature strategy needs a teacher")
+        self.ce_weight = float(getattr(cfg, "ce_weight", 1.0)) if distilling else 1.0
+        self.kd_weight = float(getattr(cfg, "kd_weight", 0.0)) if distilling else 0.0
+        self.teacher = teacher.to(self.device).eval() if (teacher is not None and distilling) else None
+        if self.teacher is not None:
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        params = list(self.student.parameters()) + (list(self.strategy.parameters()) if self.strategy else [])
+        self.optimizer = make_optimizer(cfg, params)
+        self.scheduler = make_scheduler(cfg, self.optimizer)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.steps_per_epoch = len(data.train) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(data.train)} training instances")
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.epoch = 0
+        self.step_count = 0
+        self.best_val_acc = -1.0
+        self.best_epoch = -1
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self._epoch_temps: list[torch.Tensor] = []
+        self._epoch_loss = 0.0
+        self._epoch_steps = 0
+        self._epoch_t0 = time.perf_counter()
+        # Teacher-logit cache: without augmentation the teacher's training logits never change.
+        self.teacher_cache: torch.Tensor | None = None
+        if self.teacher is not None and cache_teacher and not data.augmented:
+            self.teacher_cache = predict_logits(self.teacher, data.train, data)
+        if self.strategy is not None:
+            self.strategy.on_epoch_start(0, cfg.epochs)
+
+    # ------------------------------------------------------------------ stepping API
+    @property
+    def progress(self) -> float:
+        """Fraction of the optimiser steps done, in [0, 1]."""
+        return self.step_count / self.total_steps
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.cfg.epochs
+
+    def epoch_batches(self):  # noqa: ANN201
+        """Shuffled full batches of the training split for the current epoch."""
+        return self.data.train.batches(self.cfg.batch_size, shuffle=True, generator=self.generator, drop_last=True)
+
+    def teacher_logits(self, x_pre: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        if self.teacher_cache is not None:
+            return self.teacher_cache[idx]
+        assert self.teacher is not None
+        with torch.no_grad():
+            return self.teacher(x_pre)
+
+    def forward_batch(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Preprocess (augment) a training batch; return student logits (with grad) and teacher logits."""
+        self.student.train()
+        x_pre = self.data.preprocess(x, True, self.generator)
+        z_s = self.student(x_pre)
+        z_t = self.teacher_logits(x_pre, idx) if self.teacher is not None else None
+        return z_s, z_t
+
+    def train_step(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        idx: torch.Tensor,
+        temperature: torch.Tensor | float | None = None,
+        logits: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+    ) -> StepResult:
+        """One optimiser step. ``temperature`` overrides the strategy (the environment's action);
+        ``logits`` reuses a forward pass already made for this batch (see :meth:`forward_batch`)."""
+        z_s, z_t = logits if logits is not None else self.forward_batch(x, idx)
+        ce = F.cross_entropy(z_s, y, reduction="none")
+        loss = self.ce_weight * ce.mean()
+        t = kd = None
+        if z_t is not None:
+            scale = None
+            if temperature is None:
+                assert self.strategy is not None
+                temperature = self.strategy(z_t, z_s, y, self.progress)
+                scale = self.strategy.loss_scale(temperature)
+            t = temperature if isinstance(temperature, torch.Tensor) else torch.full((len(y),), float(temperature), device=z_s.device)
+            kd_mean, kd = kd_loss(z_s, z_t, t, scale)
+            loss = loss + self.kd_weight * kd_mean
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step_count += 1
+        self._epoch_loss += float(loss.detach())
+        self._epoch_steps += 1
+        if t is not None:
+            t = t.detach()
+            self._epoch_temps.append(t[:, 1] if t.dim() == 2 else t)
+        return StepResult(
+            z_s.detach(), None if z_t is None else z_t.detach(), y, t, ce.detach(),
+            None if kd is None else kd.detach(), loss.detach(),
+        )
+
+    def end_epoch(self) -> EpochStats:
+        """Step the LR schedule, validate, track the best-on-val state, start the next epoch."""
+        self.scheduler.step()
+        val_acc, val_loss = evaluate(self.student, self.data.val, self.data)
+        if val_acc > self.best_val_acc:
+            self.best_val_acc, self.best_epoch = val_acc, self.epoch
+            self.best_state = copy.deepcopy(self.student.state_dict())
+        temps = torch.cat(self._epoch_temps).cpu() if self._epoch_temps else None
+        stats = EpochStats(
+            self.epoch, self._epoch_loss / max(self._epoch_steps, 1), val_acc, val_loss,
+            time.perf_counter() - self._epoch_t0, temps,
+            dict(self.strategy.scalars()) if self.strategy is not None else {},
+        )
+        self.epoch += 1
+        self._epoch_temps, self._epoch_loss, self._epoch_steps = [], 0.0, 0
+        self._epoch_t0 = time.perf_counter()
+        if self.strategy is not None and not self.done:
+            self.strategy.on_epoch_start(self.epoch, self.cfg.epochs)
+        return stats
+
+    def run_epoch(self) -> EpochStats:
+        for x, y, idx in self.epoch_batches():
+            self.train_step(x, y, idx)
+        return self.end_epoch()
+
+    def fit(self, on_epoch: Callable[[EpochStats], None] | None = None) -> None:
+        while not self.done:
+            stats = self.run_epoch()
+            if on_epoch is not None:
+                on_epoch(stats)
+
+    # ------------------------------------------------------------------ state (resume)
+    def state_dict(self) -> dict:
+        return {
+            "student": self.student.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "strategy": self.strategy.state_dict() if self.strategy is not None else {},
+            "strategy_lam": float(getattr(self.strategy, "lam", 0.0)),
+            "generator": self.generator.get_state(),
+            "epoch": self.epoch,
+            "step_count": self.step_count,
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "best_state": self.best_state or {},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.student.load_state_dict(state["student"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.strategy is not None:
+            self.strategy.load_state_dict(state["strategy"])
+        self.generator.set_state(state["generator"])
+        self.epoch, self.step_count = int(state["epoch"]), int(state["step_count"])
+        self.best_val_acc, self.best_epoch = float(state["best_val_acc"]), int(state["best_epoch"])
+        self.best_state = state["best_state"] or None
+        if self.strategy is not None and not self.done:
+            self.strategy.on_epoch_start(self.epoch, self.cfg.epochs)
