@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-class", type=int, default=12, help="samples per class (columns)")
     s.add_argument("--root", default=None, help="data.root for datasets read from disk")
     s.add_argument("--split", default="train", choices=["train", "val", "test"], help="which split to show")
+    s.add_argument("--select", default=None, metavar="CHARS",
+                   help="show these classes (one character each, for datasets with class names, e.g. glyphs)")
 
     sub.add_parser("list", help="list datasets, models and temperature strategies")
     return parser
@@ -100,7 +102,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     from rltemp.data.show import show_dataset
 
-    path = show_dataset(args.name, args.out, args.classes, args.per_class, args.root, args.split)
+    path = show_dataset(args.name, args.out, args.classes, args.per_class, args.root, args.split, args.select)
     print(f"wrote {path}")
     return 0
 
@@ -120,7 +122,13 @@ COMMANDS = {"teacher": cmd_teacher, "distill": cmd_distill, "data": cmd_data, "l
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come after options (e.g. ``--out DIR seed=3``).
+    if extra:
+        if hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
+            args.overrides = list(args.overrides) + extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -51,10 +51,19 @@ def build_student_model(cfg: Config, data: DataBundle, seed: int) -> nn.Module:
     return build_model(cfg.student.model, data.input_shape, data.num_classes, cfg.student.options)
 
 
-def teacher_cache_path(cfg: Config) -> Path:
+def data_fingerprint(data: DataBundle) -> str:
+    """SHA-1 of the training split's bytes: a cached teacher is only reused on the very same data
+    (dataset defaults may change between versions even when the config does not)."""
+    h = hashlib.sha1()
+    for t in (data.train.x, data.train.y):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def teacher_cache_path(cfg: Config, data: DataBundle) -> Path:
     """Cached teachers are keyed by everything that determines them: data, model, recipe, seed."""
-    key = {"data": asdict(cfg.data), "model": cfg.teacher.model, "options": cfg.teacher.options,
-           "train": asdict(cfg.teacher.train), "seed": cfg.teacher.seed}
+    key = {"data": asdict(cfg.data), "data_sha1": data_fingerprint(data), "model": cfg.teacher.model,
+           "options": cfg.teacher.options, "train": asdict(cfg.teacher.train), "seed": cfg.teacher.seed}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_dir("teachers") / f"{cfg.data.name}-{cfg.teacher.model}-{digest}.pt"
 
@@ -80,7 +89,7 @@ def get_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: b
         ckpt = load_checkpoint(cfg.teacher.checkpoint)
         load_state_strict(model, ckpt["model"], f"teacher checkpoint {cfg.teacher.checkpoint}")
         return model.to(device).eval()
-    path = teacher_cache_path(cfg)
+    path = teacher_cache_path(cfg, data)
     if path.exists():
         load_state_strict(model, load_checkpoint(path)["model"], f"cached teacher {path}")
         log.info("using cached teacher %s", path)
@@ -242,7 +251,7 @@ def run_teacher(cfg: Config, out: str | Path | None = None, progress: bool = Tru
     meta = {"arch": cfg.teacher.model, "test_acc": res["test_acc"], "val_acc": res["val_acc"]}
     save_checkpoint(run.path / "teacher.pt", model, meta)
     if not cfg.teacher.checkpoint:
-        save_checkpoint(teacher_cache_path(cfg), model, meta)
+        save_checkpoint(teacher_cache_path(cfg, data), model, meta)
     results = {**res, "teacher": cfg.teacher.model, "dataset": cfg.data.name, "checkpoint": str(run.path / "teacher.pt")}
     run.write_results(results)
     return {**results, "run_dir": str(run.path)}

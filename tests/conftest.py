@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TINY = [
+    "data.options.num_samples=600",
+    "teacher.options.channels=8",
+    "teacher.train.epochs=2",
+    "student.options.width=16",
+    "distill.epochs=2",
+    "distill.batch_size=32",
+    "teacher.train.batch_size=32",
+    "device=cpu",
+]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import os
+
+    os.environ["RLTEMP_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    return list(TINY)
+
+
+def write_fake_cifar(root: Path, name: str = "cifar100", n_train: int = 200, n_test: int = 64, seed: int = 0) -> Path:
+    """Write a tiny dataset in the official CIFAR 'python version' on-disk format."""
+    rng = np.random.default_rng(seed)
+    classes = 100 if name == "cifar100" else 10
+    if name == "cifar100":
+        folder, files, key = root / "cifar-100-python", {"train": n_train, "test": n_test}, "fine_labels"
+    else:
+        folder, key = root / "cifar-10-batches-py", "labels"
+        files = {f"data_batch_{i}": n_train // 5 for i in range(1, 6)} | {"test_batch": n_test}
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname, n in files.items():
+        d = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), key: list(rng.integers(0, classes, n).tolist())}
+        with open(folder / fname, "wb") as f:
+            pickle.dump(d, f, protocol=2)
+    return root

@@ -1,0 +1,161 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_fake_cifar
+
+from rltemp.cli import main
+
+STRATEGIES = ["fixed:4", "anneal", "ctkd", "ctkd-instance", "dtkd", "ls", "ce"]
+
+
+def _distill(tmp_path, overrides, spec="fixed:4", name="r"):
+    out = tmp_path / name
+    rc = main(["distill", "envs/mnist1d.yaml", "--temperature", spec, "--out", str(out), "--no-progress", *overrides])
+    return rc, out
+
+
+def _tags(tb: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(tb), size_guidance={"histograms": 0, "scalars": 0})
+    ea.Reload()
+    return ea.Tags()
+
+
+def test_distill_writes_results_and_tensorboard(tmp_path, tiny_overrides):
+    rc, out = _distill(tmp_path, tiny_overrides)
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert 0 < res["test_acc"] < 1 and res["epochs"] == 2 and res["seed"] == 0
+    assert res["temperature"]["mean"] == 4.0 and res["kd_steps"] == 2 * (len_train(out) // 32)
+    for f in ("config.yaml", "command.txt", "best.pt", "last.pt"):
+        assert (out / f).is_file(), f
+    tags = _tags(out / "tb")
+    assert "kd/temperature" in tags["histograms"]
+    assert {"kd/loss", "eval/val_acc", "kd/temperature_mean", "eval/test_acc"} <= set(tags["scalars"])
+
+
+def len_train(out: Path) -> int:
+    from rltemp.config import load_config
+    from rltemp.data import load_dataset
+
+    return len(load_dataset(load_config(out / "config.yaml").data).train)
+
+
+def test_seeded_runs_repeat_exactly(tmp_path, tiny_overrides):
+    _, a = _distill(tmp_path, tiny_overrides + ["seed=3"], name="a")
+    _, b = _distill(tmp_path, tiny_overrides + ["seed=3"], name="b")
+    ra, rb = (json.loads((p / "results.json").read_text()) for p in (a, b))
+    assert ra["test_acc"] == rb["test_acc"] and ra["test_loss"] == rb["test_loss"]
+    sa, sb = (torch.load(p / "last.pt", weights_only=True)["model"] for p in (a, b))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("spec", STRATEGIES)
+def test_every_strategy_runs_end_to_end(tmp_path, tiny_overrides, spec):
+    rc, out = _distill(tmp_path, tiny_overrides, spec)
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert 0 < res["test_acc"] < 1 and res["method"] == spec
+    if spec == "ce":
+        assert res["temperature"] is None and res["teacher"] is None
+    else:
+        assert res["temperature"]["min"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--temperature", "fixd:4"], "unknown temperature strategy 'fixd' (did you mean 'fixed'?)"),
+        (["--temperature", "fixed:-1"], "T must be a finite number > 0"),
+        (["--temperature", "fixed:nan"], "T must be a finite number > 0"),
+        (["--temperature", "anneal:1,2,3,4"], "takes at most 3 arguments"),
+        (["distill.epochz=3"], "unknown config key 'distill.epochz' (did you mean 'epochs'?)"),
+        (["data.name=mnist"], "unknown dataset 'mnist' (did you mean 'mnist1d'?)"),
+        (["student.model=mlpp"], "unknown model 'mlpp' (did you mean 'mlp'?)"),
+        (["data.name=cifar100", "data.root=/nonexistent", "data.options={}"], "expected train, test in /nonexistent/cifar-100-python"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, tiny_overrides, args, message):
+    out = tmp_path / "bad"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rltemp", "distill", "envs/mnist1d.yaml", "--out", str(out), *tiny_overrides, *args],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("rltemp: error:") and message in lines[0], proc.stderr
+    assert not (out / "results.json").exists()
+
+
+def test_resume_after_interruption(tmp_path, tiny_overrides):
+    """A run killed after epoch 1 continues from its state.pt and ends as a full run would."""
+    from rltemp.config import load_config
+    from rltemp.kd.pipeline import run_distill
+
+    full = run_distill(load_config("envs/mnist1d.yaml", tiny_overrides), out=tmp_path / "full", progress=False)
+    cfg = load_config("envs/mnist1d.yaml", tiny_overrides + ["distill.epochs=1"])
+    # simulate a kill: run 1 epoch of a 2-epoch config by hand, keep its state, no results.json
+    import io
+
+    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
+    from rltemp.kd.trainer import Distiller
+    from rltemp.runs import RunDir
+
+    cfg2 = load_config("envs/mnist1d.yaml", tiny_overrides)
+    data, device, strategy = prepare(cfg2)
+    run = RunDir.create("distill", "x", tmp_path / "killed", cfg2.to_dict())
+    tr = Distiller(cfg2.distill, data, build_student_model(cfg2, data, cfg2.seed), get_teacher(cfg2, data, device),
+                   strategy, seed=cfg2.seed)
+    tr.run_epoch()
+    buf = io.BytesIO()
+    torch.save(tr.state_dict(), buf)
+    (run.path / "state.pt").write_bytes(buf.getvalue())
+    assert cfg.distill.epochs == 1 and not (run.path / "results.json").exists()
+    assert main(["distill", "--resume", str(run.path), "--no-progress", "envs/mnist1d.yaml"]) == 0
+    res = json.loads((run.path / "results.json").read_text())
+    assert res["epochs"] == 2 and res["test_acc"] == full["test_acc"]
+
+
+CIFAR_PAIRS = sorted(p.name for p in Path("envs/cifar100").glob("*-*.yaml") if not p.name.startswith("teacher-"))
+
+
+def test_seven_cifar_pairs_exist():
+    assert len(CIFAR_PAIRS) == 7
+
+
+@pytest.mark.parametrize("preset", CIFAR_PAIRS)
+def test_cifar_presets_run_one_tiny_step_with_published_teacher(tmp_path, preset):
+    from rltemp.config import load_config
+    from rltemp.models import build_model
+
+    root = write_fake_cifar(tmp_path / "data", n_train=400, n_test=16)
+    cfg = load_config(f"envs/cifar100/{preset}")
+    assert cfg.distill.optimizer == "sgd" and cfg.distill.milestones == [150, 180, 210] and cfg.distill.epochs == 240
+    teacher = build_model(cfg.teacher.model, (3, 32, 32), 100)
+    ckpt = tmp_path / f"{cfg.teacher.model}_vanilla" / "ckpt_epoch_240.pth"
+    ckpt.parent.mkdir()
+    torch.save({"epoch": 240, "model": teacher.state_dict(), "accuracy": 70.0}, ckpt)
+    out = tmp_path / "run"
+    rc = main(["distill", f"envs/cifar100/{preset}", "--out", str(out), "--no-progress", f"data.root={root}",
+               f"teacher.checkpoint={ckpt}", "distill.epochs=1", "distill.batch_size=64", "device=cpu"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["epochs"] == 1 and res["kd_steps"] >= 1 and res["teacher"] == cfg.teacher.model
+
+
+def test_wrong_published_checkpoint_names_keys(tmp_path, capsys):
+    from rltemp.models import build_model
+
+    root = write_fake_cifar(tmp_path / "data", n_train=400, n_test=16)
+    ckpt = tmp_path / "resnet56_vanilla" / "ckpt_epoch_240.pth"
+    ckpt.parent.mkdir()
+    torch.save({"model": build_model("resnet56", (3, 32, 32), 100).state_dict()}, ckpt)
+    rc = main(["distill", "envs/cifar100/resnet32x4-resnet8x4.yaml", "--out", str(tmp_path / "r"), "--no-progress",
+               f"data.root={root}", f"teacher.checkpoint={ckpt}", "device=cpu"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not match CifarResNet" in err and "layer1.0.downsample" in err
