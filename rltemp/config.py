@@ -25,7 +25,7 @@ from rltemp.errors import ConfigError, did_you_mean
 class DataConfig:
     """Which dataset, how validation is carved from train, and dataset-specific options."""
 
-    name: str = "mnist1d"
+    name: str = "glyphs"
     val_fraction: float = 0.1
     split_seed: int = 0
     root: str | None = None
@@ -40,7 +40,7 @@ class DataConfig:
 class OptimConfig:
     """Optimiser, schedule and budget of one training run."""
 
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 128
     optimizer: str = "adam"
     lr: float = 3e-3
@@ -109,6 +109,40 @@ class TeacherConfig(ModelConfig):
     seed: int = 0  # the cached teacher is shared by all student seeds
 
 
+DEFAULT_ENV_FEATURES = [
+    "p_t_true", "p_s_true", "p_t_top1", "p_s_top1", "margin_s", "ent_t", "ent_s", "kl_ts", "agree",
+    "s_correct", "t_correct", "ce_s", "progress", "last_val_acc", "recent_loss",
+]
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The KD environment (see :mod:`rltemp.envs.kd_env`)."""
+
+    features: list[str] = field(default_factory=lambda: list(DEFAULT_ENV_FEATURES))
+    t_min: float = 1.0
+    t_max: float = 10.0
+    pair: bool = False
+    default_temperature: float = 4.0
+    reward: str = "val_acc"
+    reward_scale: float = 100.0
+    reward_interval: int = 20
+    val_subset: int = 1000
+    calibration: str = "uniform"
+    students: list[ModelConfig] = field(default_factory=list)  # empty: the config's student
+    seeds: list[int] = field(default_factory=list)  # empty: drawn from [1000, 2^31) by the env's RNG
+
+    def validate(self, path: str) -> None:
+        if not (0 < self.t_min < self.t_max and math.isfinite(self.t_max)):
+            raise ConfigError(f"{path}.t_min / t_max must satisfy 0 < t_min < t_max, got {self.t_min}, {self.t_max}")
+        if not self.t_min <= self.default_temperature <= self.t_max:
+            raise ConfigError(f"{path}.default_temperature must lie in [t_min, t_max], got {self.default_temperature}")
+        if self.reward_interval < 1:
+            raise ConfigError(f"{path}.reward_interval must be >= 1, got {self.reward_interval}")
+        if self.val_subset < 1:
+            raise ConfigError(f"{path}.val_subset must be >= 1, got {self.val_subset}")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything one run needs. Built by :func:`load_config`; frozen after overrides are merged."""
@@ -117,10 +151,13 @@ class Config:
     seed: int = 0
     device: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
-    teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(model="cnn1d"))
-    student: ModelConfig = field(default_factory=ModelConfig)
+    # The built-in defaults are the default pair (envs/default.yaml): glyphs, CNN teacher, MLP-256 student.
+    teacher: TeacherConfig = field(
+        default_factory=lambda: TeacherConfig(model="cnn2d", options={"channels": [32, 64, 128], "convs_per_stage": 1})
+    )
+    student: ModelConfig = field(default_factory=lambda: ModelConfig(model="mlp", options={"width": 256, "depth": 1}))
     distill: DistillConfig = field(default_factory=DistillConfig)
-    env: dict[str, Any] = field(default_factory=dict)
+    env: EnvConfig = field(default_factory=EnvConfig)
 
     def validate(self) -> None:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -128,6 +165,7 @@ class Config:
         self.data.validate("data")
         self.teacher.train.validate("teacher.train")
         self.distill.validate("distill")
+        self.env.validate("env")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

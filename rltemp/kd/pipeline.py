@@ -62,7 +62,7 @@ def data_fingerprint(data: DataBundle) -> str:
 
 def teacher_cache_path(cfg: Config, data: DataBundle) -> Path:
     """Cached teachers are keyed by everything that determines them: data, model, recipe, seed."""
-    key = {"data": asdict(cfg.data), "data_sha1": data_fingerprint(data), "model": cfg.teacher.model,
+    key = {"data": cfg.data.name, "data_sha1": data_fingerprint(data), "model": cfg.teacher.model,
            "options": cfg.teacher.options, "train": asdict(cfg.teacher.train), "seed": cfg.teacher.seed}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_dir("teachers") / f"{cfg.data.name}-{cfg.teacher.model}-{digest}.pt"

@@ -50,6 +50,10 @@ class TemperatureStrategy(nn.Module):
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Called before each epoch (0-based)."""
 
+    def attach(self, distiller: Any) -> None:
+        """Called once by the :class:`~rltemp.kd.trainer.Distiller` that uses this strategy
+        (strategies that read training state, e.g. a transferred policy, keep a reference)."""
+
     def scalars(self) -> dict[str, float]:
         """Extra scalars to log (e.g. CTKD's lambda)."""
         return {}

@@ -105,13 +105,16 @@ class Distiller:
         seed: int = 0,
         device: torch.device | str = "cpu",
         cache_teacher: bool = True,
+        external_temperature: bool = False,
     ) -> None:
+        """``external_temperature``: distil without a strategy; every :meth:`train_step` is given
+        its temperatures (the environment's actions)."""
         self.cfg = cfg
         self.device = torch.device(device)
         self.data = data
         self.student = student.to(self.device)
         self.strategy = strategy.to(self.device) if strategy is not None else None
-        distilling = strategy is not None
+        distilling = strategy is not None or external_temperature
         if distilling and teacher is None:
             raise ValueError("a temperature strategy needs a teacher")
         self.ce_weight = float(getattr(cfg, "ce_weight", 1.0)) if distilling else 1.0
@@ -133,6 +136,8 @@ class Distiller:
         self.best_val_acc = -1.0
         self.best_epoch = -1
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.last_val_acc = 0.0  # full-val accuracy at the end of the previous epoch (0 before the first)
+        self.loss_ema = 0.0  # exponential moving average (0.9) of the training loss
         self._epoch_temps: list[torch.Tensor] = []
         self._epoch_loss = 0.0
         self._epoch_steps = 0
@@ -142,6 +147,7 @@ class Distiller:
         if self.teacher is not None and cache_teacher and not data.augmented:
             self.teacher_cache = predict_logits(self.teacher, data.train, data)
         if self.strategy is not None:
+            self.strategy.attach(self)
             self.strategy.on_epoch_start(0, cfg.epochs)
 
     # ------------------------------------------------------------------ stepping API
@@ -200,7 +206,9 @@ class Distiller:
         loss.backward()
         self.optimizer.step()
         self.step_count += 1
-        self._epoch_loss += float(loss.detach())
+        loss_value = float(loss.detach())
+        self.loss_ema = loss_value if self.step_count == 1 else 0.9 * self.loss_ema + 0.1 * loss_value
+        self._epoch_loss += loss_value
         self._epoch_steps += 1
         if t is not None:
             t = t.detach()
@@ -214,6 +222,7 @@ class Distiller:
         """Step the LR schedule, validate, track the best-on-val state, start the next epoch."""
         self.scheduler.step()
         val_acc, val_loss = evaluate(self.student, self.data.val, self.data)
+        self.last_val_acc = val_acc
         if val_acc > self.best_val_acc:
             self.best_val_acc, self.best_epoch = val_acc, self.epoch
             self.best_state = copy.deepcopy(self.student.state_dict())
@@ -255,6 +264,8 @@ class Distiller:
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
             "best_state": self.best_state or {},
+            "last_val_acc": self.last_val_acc,
+            "loss_ema": self.loss_ema,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -267,5 +278,6 @@ class Distiller:
         self.epoch, self.step_count = int(state["epoch"]), int(state["step_count"])
         self.best_val_acc, self.best_epoch = float(state["best_val_acc"]), int(state["best_epoch"])
         self.best_state = state["best_state"] or None
+        self.last_val_acc, self.loss_ema = float(state["last_val_acc"]), float(state["loss_ema"])
         if self.strategy is not None and not self.done:
             self.strategy.on_epoch_start(self.epoch, self.cfg.epochs)

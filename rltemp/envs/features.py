@@ -1,0 +1,147 @@
+"""Observation features: one row per instance, independent of architecture and number of classes.
+
+Every feature maps the logits the training step already has (no extra forward pass) to values in
+[0, 1]. Per-instance features come first; global features (training progress, last validation
+accuracy, recent loss) are broadcast to every row. The feature *set* is recorded with a trained
+policy, and transfer refuses a policy whose set differs.
+
+RLKD (Zhang et al., "Instance Temperature Knowledge Distillation") observes the student's top-1
+probability, the teacher's top-1 probability and the student's top-1 minus top-2 margin; they are
+``p_s_top1``, ``p_t_top1`` and ``margin_s`` here. This module imports only torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+
+from rltemp.config import DEFAULT_ENV_FEATURES
+from rltemp.errors import ConfigError, did_you_mean
+from rltemp.registry import Registry
+
+
+@dataclass
+class FeatureInput:
+    """What a feature may read: this batch's logits and labels, and global training state.
+
+    Shared intermediate results (log-probabilities, top-2, argmax) are computed once per batch.
+    """
+
+    student_logits: torch.Tensor  # (B, C), detached
+    teacher_logits: torch.Tensor  # (B, C), detached
+    labels: torch.Tensor  # (B,)
+    progress: float  # fraction of optimiser steps done
+    last_val_acc: float  # validation accuracy after the last epoch (0 before the first)
+    loss_ema: float  # moving average of the training loss
+
+    @cached_property
+    def logp_s(self) -> torch.Tensor:
+        return F.log_softmax(self.student_logits.float(), -1)
+
+    @cached_property
+    def logp_t(self) -> torch.Tensor:
+        return F.log_softmax(self.teacher_logits.float(), -1)
+
+    @cached_property
+    def p_s(self) -> torch.Tensor:
+        return self.logp_s.exp()
+
+    @cached_property
+    def p_t(self) -> torch.Tensor:
+        return self.logp_t.exp()
+
+    @cached_property
+    def top2_s(self) -> tuple[torch.Tensor, torch.Tensor]:
+        v, i = self.p_s.topk(2, -1)
+        return v, i
+
+    @cached_property
+    def top1_t(self) -> tuple[torch.Tensor, torch.Tensor]:
+        v, i = self.p_t.max(-1)
+        return v, i
+
+    @property
+    def log_c(self) -> float:
+        return math.log(self.student_logits.shape[-1])
+
+
+Feature = Callable[[FeatureInput], torch.Tensor]
+FEATURES: Registry[Feature] = Registry("feature")
+
+
+def _squash(x: torch.Tensor) -> torch.Tensor:
+    """Map [0, inf) to [0, 1): x / (1 + x)."""
+    return x / (1 + x)
+
+
+def _true(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return logp.gather(1, y[:, None]).squeeze(1)
+
+
+def _entropy(p: torch.Tensor, logp: torch.Tensor, log_c: float) -> torch.Tensor:
+    return -(p * logp).sum(-1) / log_c
+
+
+def _register(name: str, doc: str) -> Callable[[Feature], Feature]:
+    def deco(fn: Feature) -> Feature:
+        fn.__doc__ = doc
+        return FEATURES.register(name)(fn)
+
+    return deco
+
+
+_register("p_t_true", "teacher probability of the true class")(lambda f: _true(f.logp_t, f.labels).exp())
+_register("p_s_true", "student probability of the true class")(lambda f: _true(f.logp_s, f.labels).exp())
+_register("p_t_top1", "teacher top-1 probability (RLKD)")(lambda f: f.top1_t[0])
+_register("p_s_top1", "student top-1 probability (RLKD)")(lambda f: f.top2_s[0][:, 0])
+_register("margin_s", "student top-1 minus top-2 probability (RLKD)")(
+    lambda f: f.top2_s[0][:, 0] - f.top2_s[0][:, 1]
+)
+_register("ent_t", "teacher entropy / log C")(lambda f: _entropy(f.p_t, f.logp_t, f.log_c))
+_register("ent_s", "student entropy / log C")(lambda f: _entropy(f.p_s, f.logp_s, f.log_c))
+_register("kl_ts", "KL(p_t || p_s) at T=1, squashed x/(1+x)")(
+    lambda f: _squash((f.p_t * (f.logp_t - f.logp_s)).sum(-1).clamp_min(0))
+)
+_register("agree", "1 if teacher and student top-1 classes agree")(
+    lambda f: (f.top1_t[1] == f.top2_s[1][:, 0]).float()
+)
+_register("s_correct", "1 if the student's top-1 class is the label")(lambda f: (f.top2_s[1][:, 0] == f.labels).float())
+_register("t_correct", "1 if the teacher's top-1 class is the label")(lambda f: (f.top1_t[1] == f.labels).float())
+_register("ce_s", "student cross-entropy on the label, squashed x/(1+x)")(
+    lambda f: _squash(-_true(f.logp_s, f.labels))
+)
+# global features, broadcast to every row
+_register("progress", "fraction of training steps done (global)")(
+    lambda f: torch.full_like(f.labels, 0, dtype=torch.float32) + f.progress
+)
+_register("last_val_acc", "validation accuracy after the last epoch (global)")(
+    lambda f: torch.full_like(f.labels, 0, dtype=torch.float32) + f.last_val_acc
+)
+_register("recent_loss", "moving average of the training loss, squashed x/(1+x) (global)")(
+    lambda f: torch.full_like(f.labels, 0, dtype=torch.float32) + f.loss_ema / (1 + f.loss_ema)
+)
+
+DEFAULT_FEATURES = DEFAULT_ENV_FEATURES
+RLKD_FEATURES = ["p_s_top1", "p_t_top1", "margin_s"]
+
+
+def check_features(names: list[str]) -> list[str]:
+    if not names:
+        raise ConfigError("env.features must name at least one feature")
+    for n in names:
+        if n not in FEATURES:
+            raise ConfigError(f"env.features: unknown feature {n!r}{did_you_mean(n, FEATURES.names())}; "
+                              f"valid: {', '.join(FEATURES.names())}")
+    if len(set(names)) != len(names):
+        raise ConfigError("env.features lists a feature twice")
+    return list(names)
+
+
+def compute_features(names: list[str], inp: FeatureInput) -> torch.Tensor:
+    """Stack the named features into a (B, F) float32 tensor in [0, 1]."""
+    return torch.stack([FEATURES.get(n)(inp) for n in names], -1).clamp(0.0, 1.0).float()
