@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from rltemp.errors import RltempError
 
 SPEC_HELP = (
-    "temperature SPEC: fixed:T | anneal[:start,end,shape] | ctkd[:ramp=10,...] | "
-    "ctkd-instance | dtkd[:tau] | ls[:tau] | ce (no KD). Default: distill.temperature of the config"
+    "temperature SPEC: fixed:T | anneal[:start,end,shape] | ctkd[:ramp=10,...] | ctkd-instance | dtkd[:tau] | "
+    "ls[:tau] | ce (no KD) | policy:RUN_DIR (a trained policy, frozen) | online:AGENT_YAML (learn the policy "
+    "during this run). Default: distill.temperature of the config"
 )
 
 
@@ -47,6 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--temperature", "-T", default=None, metavar="SPEC", help=SPEC_HELP)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
+
+    p = sub.add_parser("train-policy", help="train a temperature policy with stable-baselines3",
+                       description="Train a per-instance temperature policy on rltemp/KDTemperature-v0 across "
+                                   "episodes of fresh students. Overrides starting with 'agent.' go to the agent "
+                                   "preset (e.g. agent.episodes=4 agent.hyperparams.learning_rate=1e-3).")
+    p.add_argument("config", nargs="?", help="environment preset, e.g. envs/default.yaml")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config or agent.* overrides")
+    p.add_argument("--agent", default="agents/ppo.yaml", help="agent preset (agents/ppo.yaml, a2c.yaml, sac.yaml)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/train-policy-<name>-<timestamp>)")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    p = sub.add_parser("quickstart", help="the whole story on the built-in default, in minutes",
+                       description="Teacher (cached), a policy trained for a small budget, then fresh students on "
+                                   "held-out seeds and an unseen architecture distilled with the policy and every "
+                                   "classic method; prints a table and the TensorBoard command.")
+    p.add_argument("--config", default="envs/default.yaml", help="preset (default envs/default.yaml)")
+    p.add_argument("--agent", default="agents/ppo.yaml", help="agent preset")
+    p.add_argument("--seeds", type=int, default=3, help="held-out student seeds per method")
+    p.add_argument("--episodes", type=int, default=None, help="policy training episodes (default: quick budget)")
+    p.add_argument("--jobs", type=int, default=2, help="parallel distillation processes")
+    p.add_argument("--out", default=None, help="output folder (default: runs/quickstart-<timestamp>)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     p = sub.add_parser("data", help="inspect datasets", description="Inspect datasets.")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -82,6 +106,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from rltemp.config import load_config
     from rltemp.kd.pipeline import run_distill
 
+    import rltemp.agents  # noqa: F401  (registers the policy: strategy)
+
     if args.resume:
         from pathlib import Path
 
@@ -91,11 +117,46 @@ def cmd_distill(args: argparse.Namespace) -> int:
     else:
         extra = [f"distill.temperature={args.temperature}"] if args.temperature else []
         cfg = _config(args, extra)
-        res = run_distill(cfg, out=args.out, progress=not args.no_progress)
+        if cfg.distill.temperature.startswith("online:"):
+            from rltemp.agents.config import load_agent
+            from rltemp.agents.train import run_online
+
+            agent = load_agent(cfg.distill.temperature.split(":", 1)[1] or "agents/ppo.yaml")
+            res = run_online(cfg, agent, out=args.out, progress=not args.no_progress)
+        else:
+            res = run_distill(cfg, out=args.out, progress=not args.no_progress)
     print(
         f"{res['method']} seed={res['seed']}: test_acc={res['test_acc']:.4f} (last epoch) "
         f"best_val_acc={res['best_val_acc']:.4f} wall={res['wall_time_s']:.1f}s -> {res['run_dir']}"
     )
+    return 0
+
+
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    from rltemp.agents.config import load_agent
+    from rltemp.agents.train import resume_policy, train_policy
+    from rltemp.config import load_config
+
+    if args.resume:
+        res = resume_policy(args.resume, progress=not args.no_progress)
+    else:
+        if not args.config:
+            raise RltempError("train-policy needs a CONFIG (e.g. envs/default.yaml) or --resume RUN_DIR")
+        agent_over = [o for o in args.overrides if o.startswith("agent.")]
+        cfg_over = [o for o in args.overrides if not o.startswith("agent.")]
+        cfg = load_config(args.config, cfg_over)
+        agent = load_agent(args.agent, agent_over)
+        res = train_policy(cfg, agent, out=args.out, progress=not args.no_progress)
+    print(f"policy {res['algo']}: {res['episodes']} episodes, {res['kd_steps']} KD steps, "
+          f"{res['wall_time_s']:.1f}s -> {res['run_dir']} (use --temperature policy:{res['run_dir']})")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from rltemp.agents.quickstart import quickstart
+
+    quickstart(args.config, args.agent, seeds=args.seeds, episodes=args.episodes, jobs=args.jobs, out=args.out,
+               progress=not args.no_progress)
     return 0
 
 
@@ -112,12 +173,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rltemp.kd import STRATEGIES
     from rltemp.models import MODELS
 
+    import rltemp.agents  # noqa: F401
+    from rltemp.envs.features import FEATURES
+    from rltemp.envs.rewards import CALIBRATIONS, REWARDS
+
     print(json.dumps({"datasets": DATASETS.names(), "models": MODELS.names(),
-                      "strategies": STRATEGIES.names() + ["ce"]}, indent=2))
+                      "strategies": STRATEGIES.names() + ["ce", "online"], "features": FEATURES.names(),
+                      "rewards": REWARDS.names(), "calibrations": CALIBRATIONS.names()}, indent=2))
     return 0
 
 
-COMMANDS = {"teacher": cmd_teacher, "distill": cmd_distill, "data": cmd_data, "list": cmd_list}
+COMMANDS = {"teacher": cmd_teacher, "distill": cmd_distill, "train-policy": cmd_train_policy,
+            "quickstart": cmd_quickstart, "data": cmd_data, "list": cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

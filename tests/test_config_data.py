@@ -29,7 +29,9 @@ def test_overrides_and_types():
 
 def test_config_is_frozen():
     cfg = load_config("envs/mnist1d.yaml")
-    with pytest.raises(Exception):
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.seed = 3  # type: ignore[misc]
 
 

@@ -85,6 +85,7 @@ class KDTemperatureEnv(gym.Env):
         shape = (b, 2) if self.ecfg.pair else (b,)
         self.action_space = spaces.Box(-1.0, 1.0, shape, np.float32)
         self.distiller: Distiller | None = None
+        self._teacher_cache: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ helpers
     def _signal(self) -> float:
@@ -135,7 +136,8 @@ class KDTemperatureEnv(gym.Env):
         torch.manual_seed(student_seed)
         student = build_model(spec.model, self.data.input_shape, self.data.num_classes, spec.options)
         self.distiller = Distiller(self.cfg.distill, self.data, student, self.teacher, seed=student_seed,
-                                   device=self.device, external_temperature=True)
+                                   device=self.device, external_temperature=True, teacher_cache=self._teacher_cache)
+        self._teacher_cache = self.distiller.teacher_cache  # computed once, reused by every episode
         self._it = None
         self._epoch_stats = None
         self._interval_kd: list[torch.Tensor] = []
@@ -157,6 +159,9 @@ class KDTemperatureEnv(gym.Env):
         t = action_to_temperature(torch.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0), self.ecfg.t_min, self.ecfg.t_max)
         if n_bad:
             t = torch.where(bad, torch.full_like(t, self.ecfg.default_temperature), t)
+        z_s, z_t = self._logits
+        conf = torch.softmax(z_t.float(), -1).max(-1).values
+        correct = z_s.detach().argmax(-1) == self._y
         res = d.train_step(self._x, self._y, self._idx, temperature=t, logits=self._logits)
         self._interval_kd.append(res.kd)
         self._next_batch()
@@ -166,6 +171,8 @@ class KDTemperatureEnv(gym.Env):
             "temperature": res.temperature.cpu().numpy(),
             "kd_loss": res.kd.cpu().numpy(),
             "ce_loss": res.ce.cpu().numpy(),
+            "teacher_confidence": conf.cpu().numpy(),
+            "student_correct": correct.cpu().numpy(),
             "nan_actions": n_bad,
             "step": d.step_count,
             "epoch": d.epoch,

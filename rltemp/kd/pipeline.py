@@ -22,6 +22,7 @@ from rltemp.config import Config
 from rltemp.data import DataBundle, load_dataset
 from rltemp.errors import RltempError
 from rltemp.kd.strategies import StrategyContext, TemperatureStrategy, build_strategy
+from rltemp.kd.tblog import log_decisions
 from rltemp.kd.trainer import Distiller, EpochStats, evaluate
 from rltemp.models import build_model, load_checkpoint, load_state_strict, save_checkpoint
 from rltemp.paths import atomic_write_bytes, cache_dir
@@ -104,7 +105,10 @@ def get_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: b
 # --------------------------------------------------------------------------- logging
 
 
-def log_epoch(writer: Any, stats: EpochStats, lr: float) -> None:
+FIGURE_EVERY = 5  # epochs between temperature-vs-confidence figures (and the last epoch)
+
+
+def log_epoch(writer: Any, stats: EpochStats, lr: float, last: bool = False) -> None:
     if writer is None:
         return
     e = stats.epoch
@@ -113,11 +117,9 @@ def log_epoch(writer: Any, stats: EpochStats, lr: float) -> None:
     writer.add_scalar("eval/val_acc", stats.val_acc, e)
     writer.add_scalar("eval/val_loss", stats.val_loss, e)
     writer.add_scalar("time/epoch_s", stats.seconds, e)
-    if stats.temperatures is not None and len(stats.temperatures):
-        t = stats.temperatures.float()
-        writer.add_scalar("kd/temperature_mean", float(t.mean()), e)
-        writer.add_scalar("kd/temperature_std", float(t.std()) if len(t) > 1 else 0.0, e)
-        writer.add_histogram("kd/temperature", t, e)
+    if stats.temperatures is not None:
+        log_decisions(writer, e, stats.temperatures, stats.teacher_conf, stats.student_correct,
+                      figure=last or e % FIGURE_EVERY == 0)
     for k, v in stats.extra.items():
         writer.add_scalar(k, v, e)
 
@@ -132,7 +134,7 @@ def _fit_with_progress(trainer: Distiller, desc: str, progress: bool, writer: An
         while not trainer.done:
             lr = trainer.optimizer.param_groups[0]["lr"]
             stats = trainer.run_epoch()
-            log_epoch(writer, stats, lr)
+            log_epoch(writer, stats, lr, last=trainer.done)
             bar.set_postfix(val_acc=f"{stats.val_acc:.4f}")
             bar.update(1)
             if on_epoch is not None:

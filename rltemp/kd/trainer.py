@@ -89,6 +89,8 @@ class EpochStats:
     val_loss: float
     seconds: float
     temperatures: torch.Tensor | None = None  # all per-instance student temperatures of the epoch
+    teacher_conf: torch.Tensor | None = None  # teacher top-1 probability of the same instances
+    student_correct: torch.Tensor | None = None  # whether the student was right on them
     extra: dict[str, float] = field(default_factory=dict)
 
 
@@ -106,9 +108,11 @@ class Distiller:
         device: torch.device | str = "cpu",
         cache_teacher: bool = True,
         external_temperature: bool = False,
+        teacher_cache: torch.Tensor | None = None,
     ) -> None:
         """``external_temperature``: distil without a strategy; every :meth:`train_step` is given
-        its temperatures (the environment's actions)."""
+        its temperatures (the environment's actions). ``teacher_cache``: precomputed teacher logits
+        of the training split to reuse (the environment computes them once for all episodes)."""
         self.cfg = cfg
         self.device = torch.device(device)
         self.data = data
@@ -139,13 +143,15 @@ class Distiller:
         self.last_val_acc = 0.0  # full-val accuracy at the end of the previous epoch (0 before the first)
         self.loss_ema = 0.0  # exponential moving average (0.9) of the training loss
         self._epoch_temps: list[torch.Tensor] = []
+        self._epoch_conf: list[torch.Tensor] = []
+        self._epoch_correct: list[torch.Tensor] = []
         self._epoch_loss = 0.0
         self._epoch_steps = 0
         self._epoch_t0 = time.perf_counter()
         # Teacher-logit cache: without augmentation the teacher's training logits never change.
         self.teacher_cache: torch.Tensor | None = None
         if self.teacher is not None and cache_teacher and not data.augmented:
-            self.teacher_cache = predict_logits(self.teacher, data.train, data)
+            self.teacher_cache = teacher_cache if teacher_cache is not None else predict_logits(self.teacher, data.train, data)
         if self.strategy is not None:
             self.strategy.attach(self)
             self.strategy.on_epoch_start(0, cfg.epochs)
@@ -213,6 +219,8 @@ class Distiller:
         if t is not None:
             t = t.detach()
             self._epoch_temps.append(t[:, 1] if t.dim() == 2 else t)
+            self._epoch_conf.append(torch.softmax(z_t.detach().float(), -1).max(-1).values)
+            self._epoch_correct.append(z_s.detach().argmax(-1) == y)
         return StepResult(
             z_s.detach(), None if z_t is None else z_t.detach(), y, t, ce.detach(),
             None if kd is None else kd.detach(), loss.detach(),
@@ -226,14 +234,18 @@ class Distiller:
         if val_acc > self.best_val_acc:
             self.best_val_acc, self.best_epoch = val_acc, self.epoch
             self.best_state = copy.deepcopy(self.student.state_dict())
-        temps = torch.cat(self._epoch_temps).cpu() if self._epoch_temps else None
+        def cat(xs: list[torch.Tensor]) -> torch.Tensor | None:
+            return torch.cat(xs).cpu() if xs else None
+
         stats = EpochStats(
             self.epoch, self._epoch_loss / max(self._epoch_steps, 1), val_acc, val_loss,
-            time.perf_counter() - self._epoch_t0, temps,
+            time.perf_counter() - self._epoch_t0, cat(self._epoch_temps),
+            cat(self._epoch_conf), cat(self._epoch_correct),
             dict(self.strategy.scalars()) if self.strategy is not None else {},
         )
         self.epoch += 1
-        self._epoch_temps, self._epoch_loss, self._epoch_steps = [], 0.0, 0
+        self._epoch_temps, self._epoch_conf, self._epoch_correct = [], [], []
+        self._epoch_loss, self._epoch_steps = 0.0, 0
         self._epoch_t0 = time.perf_counter()
         if self.strategy is not None and not self.done:
             self.strategy.on_epoch_start(self.epoch, self.cfg.epochs)

@@ -1,0 +1,105 @@
+"""Design B of DESIGN §4: the B instances of one shared KD trainer are the B slots of an SB3 VecEnv.
+
+Why this design: a stock SB3 policy (``MlpPolicy``) then acts on one instance's feature row at a
+time, so its weights are shared across the instances of a batch, its decisions are equivariant to
+the order of the batch and independent of the batch size *by construction*, and every SB3
+algorithm (PPO, A2C, SAC) works unchanged — no custom distribution or policy class to maintain.
+Each slot gets its own calibrated reward (:mod:`rltemp.envs.rewards`), which is what per-instance
+credit assignment needs; design A would feed PPO one scalar reward for a B-dimensional action.
+
+Slot rewards: at the end of a reward interval, slot i receives B · Σ_t r_{t,i}, the sum of its
+calibrated rewards over the interval's steps, scaled by B so that under ``uniform`` calibration a
+slot sees the interval's reward itself; in between, 0. Every slot's episode ends together (the
+student's run is truncated after its epochs); SB3 gets ``TimeLimit.truncated`` and the terminal
+observation, and the vec env starts a fresh student.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.vec_env import VecEnv
+
+from rltemp.envs.kd_env import KDTemperatureEnv
+
+
+class InstanceVecEnv(VecEnv):
+    def __init__(self, env: KDTemperatureEnv, on_episode_end: Callable[[KDTemperatureEnv], None] | None = None,
+                 auto_reset: bool = True) -> None:
+        self.env = env
+        b, f = env.observation_space.shape
+        per = (2,) if env.ecfg.pair else (1,)
+        self.render_mode = None
+        super().__init__(b, spaces.Box(0.0, 1.0, (f,), np.float32), spaces.Box(-1.0, 1.0, per, np.float32))
+        self.on_episode_end = on_episode_end
+        self.auto_reset = auto_reset
+        self._actions: np.ndarray | None = None
+        self._ep_return = np.zeros(self.num_envs, np.float64)
+        self._ep_len = 0
+        self._t0 = time.perf_counter()
+        self.episodes_done = 0
+        self.last_info: dict[str, Any] = {}
+
+    def reset(self) -> np.ndarray:
+        seed = self._seeds[0]
+        options = self._options[0] or None
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._reset_seeds()
+        self._reset_options()
+        self.reset_infos = [info] + [{} for _ in range(self.num_envs - 1)]
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions, dtype=np.float32)
+
+    def step_wait(self):  # noqa: ANN201
+        assert self._actions is not None
+        a = self._actions.reshape(self.env.action_space.shape)
+        obs, _, terminated, truncated, info = self.env.step(a)
+        self.last_info = info
+        rewards = np.zeros(self.num_envs, np.float32)
+        if "interval_instance_rewards" in info:
+            rewards = (self.num_envs * info["interval_instance_rewards"].sum(0)).astype(np.float32)
+        done = terminated or truncated
+        dones = np.full(self.num_envs, done)
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        infos[0]["kd"] = info
+        self._ep_return += rewards
+        self._ep_len += 1
+        if done:
+            elapsed = round(time.perf_counter() - self._t0, 6)
+            for i in range(self.num_envs):
+                infos[i]["terminal_observation"] = obs[i]
+                infos[i]["TimeLimit.truncated"] = truncated and not terminated
+                # what SB3's Monitor would report, so rollout/ep_rew_mean and ep_len_mean are logged
+                infos[i]["episode"] = {"r": float(self._ep_return[i]), "l": self._ep_len, "t": elapsed}
+            self._ep_return[:] = 0.0
+            self._ep_len = 0
+            self.episodes_done += 1
+            if self.on_episode_end is not None:
+                self.on_episode_end(self.env)
+            if self.auto_reset:
+                obs = self.reset()
+        return obs, rewards, dones, infos
+
+    def close(self) -> None:
+        self.env.close()
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [getattr(self.env, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        setattr(self.env, attr_name, value)
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
+        return [getattr(self.env, method_name)(*args, **kwargs)] * len(self._get_indices(indices))
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [None] * self.num_envs
