@@ -103,10 +103,9 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
+    import rltemp.agents  # noqa: F401  (registers the policy: strategy)
     from rltemp.config import load_config
     from rltemp.kd.pipeline import run_distill
-
-    import rltemp.agents  # noqa: F401  (registers the policy: strategy)
 
     if args.resume:
         from pathlib import Path
@@ -169,13 +168,12 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from rltemp.data import DATASETS
-    from rltemp.kd import STRATEGIES
-    from rltemp.models import MODELS
-
     import rltemp.agents  # noqa: F401
+    from rltemp.data import DATASETS
     from rltemp.envs.features import FEATURES
     from rltemp.envs.rewards import CALIBRATIONS, REWARDS
+    from rltemp.kd import STRATEGIES
+    from rltemp.models import MODELS
 
     print(json.dumps({"datasets": DATASETS.names(), "models": MODELS.names(),
                       "strategies": STRATEGIES.names() + ["ce", "online"], "features": FEATURES.names(),

@@ -95,7 +95,7 @@ def quickstart(config: str = "envs/default.yaml", agent_path: str = "agents/ppo.
     lines = []
     for pair in pairs:
         by: dict[str, list[dict[str, Any]]] = {}
-        for (p, m, s), r in zip(keys, res, strict=True):
+        for (p, m, _s), r in zip(keys, res, strict=True):
             if p == pair:
                 by.setdefault("policy" if m.startswith("policy:") else m, []).append(r)
         by["grid (best T on val)"] = [grid_pick([by[g][s] for g in GRID]) for s in range(seeds)]
