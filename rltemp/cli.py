@@ -72,6 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: runs/quickstart-<timestamp>)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
+    p = sub.add_parser("bench", help="run a benchmark suite: every (pair, method, seed) cell, resumable",
+                       description="Run every cell of a suite (benchmarks/suites/*.yaml) in parallel processes; "
+                                   "complete cells are skipped, so an interrupted bench resumes. Writes results.csv, "
+                                   "results.json, summary.md, accuracy.png and tb/.")
+    p.add_argument("suite", help="suite YAML, e.g. benchmarks/suites/default.yaml")
+    p.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/bench-<suite name>)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
     p = sub.add_parser("data", help="inspect datasets", description="Inspect datasets.")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     s = dsub.add_parser("show", help="write a PNG grid of samples (one row per class)")
@@ -159,6 +168,16 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rltemp.agents.bench import load_suite, run_bench
+
+    out = args.out or f"runs/bench-{load_suite(args.suite).name}"
+    run_bench(args.suite, out, jobs=args.jobs, progress=not args.no_progress)
+    print((__import__("pathlib").Path(out) / "summary.md").read_text())
+    print(f"-> {out}/summary.md, results.csv, accuracy.png; tensorboard --logdir {out}")
+    return 0
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from rltemp.data.show import show_dataset
 
@@ -182,7 +201,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"teacher": cmd_teacher, "distill": cmd_distill, "train-policy": cmd_train_policy,
-            "quickstart": cmd_quickstart, "data": cmd_data, "list": cmd_list}
+            "quickstart": cmd_quickstart, "bench": cmd_bench, "data": cmd_data, "list": cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

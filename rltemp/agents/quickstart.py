@@ -11,7 +11,6 @@ difference policy − grid, wall time per run, and the policy's training cost; T
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
 from pathlib import Path
@@ -23,27 +22,12 @@ from rltemp.agents.train import train_policy
 from rltemp.config import ModelConfig, load_config
 from rltemp.kd.pipeline import get_teacher, prepare
 from rltemp.paths import atomic_write_bytes
+from rltemp.stats import mean_std, paired_ci
 
 GRID = ["fixed:1", "fixed:2", "fixed:4", "fixed:8"]
 BASELINES = ["anneal:4,2,cosine", "ls", "ctkd", "dtkd", "ce"]
 UNSEEN_STUDENT = ModelConfig("mlp", {"width": 128, "depth": 2})
 QUICK_EPISODES = 8
-
-# Student t quantiles (two-sided 95 %) for small samples.
-_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
-
-
-def mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
-
-
-def paired_ci(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Mean of a - b (same seeds) and the half-width of its 95 % t interval."""
-    d = [x - y for x, y in zip(a, b, strict=True)]
-    m, s = mean_std(d)
-    n = len(d)
-    return m, (_T95.get(n - 1, 1.96) * s / math.sqrt(n) if n > 1 else float("nan"))
-
 
 def grid_pick(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The fixed-T run with the best last-epoch validation accuracy (never the test split)."""

@@ -1,0 +1,72 @@
+import csv
+import json
+import shutil
+
+import pytest
+
+from rltemp.agents.bench import load_suite, run_bench
+from rltemp.errors import ConfigError
+
+TINY = [
+    "data.options.num_samples=600", "teacher.options.channels=8", "teacher.train.epochs=2",
+    "teacher.train.batch_size=32", "student.options.width=16", "distill.epochs=2", "distill.batch_size=32",
+    "device=cpu",
+]
+
+
+def _suite(tmp_path, methods, seeds=(0, 1), extra=""):
+    p = tmp_path / "suite.yaml"
+    p.write_text(
+        "name: micro\n"
+        f"seeds: {list(seeds)}\n"
+        "pairs:\n  - name: tiny\n    config: envs/mnist1d.yaml\n"
+        f"    overrides: {json.dumps(TINY)}\n"
+        f"methods: {json.dumps(methods)}\n" + extra
+    )
+    return p
+
+
+def test_micro_suite_end_to_end_resumes_and_reruns_killed_cells(tmp_path):
+    suite = _suite(tmp_path, ["fixed:4", "ce"])
+    out = tmp_path / "out"
+    res = run_bench(suite, out, jobs=1, progress=False)
+    rows = res["rows"]
+    assert {(r["method"], r["seed"]) for r in rows} == {("fixed:4", 0), ("fixed:4", 1), ("ce", 0), ("ce", 1)}
+    with open(out / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4
+    summary = (out / "summary.md").read_text()
+    assert "| fixed:4 | 2 |" in summary and "| ce | 2 |" in summary and "Δ vs fixed:4" in summary
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    # a second invocation redoes nothing: results.json files are untouched
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("s*/results.json")}
+    run_bench(suite, out, jobs=1, progress=False)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("s*/results.json")} == stamps
+    # a cell killed mid-run (no results.json) is run again
+    killed = out / "tiny" / "ce" / "s1"
+    (killed / "results.json").unlink()
+    run_bench(suite, out, jobs=1, progress=False)
+    assert (killed / "results.json").exists()
+    assert [p for p in stamps if p.parent != killed] and all(
+        p.stat().st_mtime_ns == t for p, t in stamps.items() if p.parent != killed)
+
+
+def test_grid_is_chosen_on_validation_and_costs_four_runs(tmp_path):
+    suite = _suite(tmp_path, ["grid"], seeds=(0,))
+    out = tmp_path / "g"
+    rows = run_bench(suite, out, jobs=1, progress=False)["rows"]
+    fixed = [r for r in rows if r["method"].startswith("fixed:")]
+    grid = [r for r in rows if r["method"] == "grid"]
+    assert len(fixed) == 4 and len(grid) == 1
+    best = max(fixed, key=lambda r: r["val_acc"])
+    assert grid[0]["chosen"] == best["method"] and grid[0]["test_acc"] == best["test_acc"]
+    assert grid[0]["wall_time_s"] == pytest.approx(sum(r["wall_time_s"] for r in fixed))
+
+
+def test_bad_suites_fail_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="needs pairs, methods and seeds"):
+        p = tmp_path / "s.yaml"
+        p.write_text("name: x\nseeds: [0]\nmethods: [fixed:4]\n")
+        load_suite(p)
+    with pytest.raises(Exception, match="did you mean 'fixed'"):
+        load_suite(_suite(tmp_path, ["fixd:4"]))
+    shutil.rmtree(tmp_path)
