@@ -20,16 +20,17 @@ import numpy as np
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("preset", nargs="?", default="envs/default.yaml")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. student.model=cnn2d")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--repeats", type=int, default=3)
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     from rltemp.config import load_config
     from rltemp.envs.kd_env import KDTemperatureEnv, temperature_to_action
     from rltemp.kd.pipeline import build_student_model
     from rltemp.kd.strategies import StrategyContext, build_strategy
     from rltemp.kd.trainer import Distiller
 
-    cfg = load_config(a.preset)
+    cfg = load_config(a.preset, a.overrides)
     env = KDTemperatureEnv(cfg)
     act = np.full(env.action_space.shape, temperature_to_action(4.0, cfg.env.t_min, cfg.env.t_max), np.float32)
     times: dict[str, list[float]] = {"env": [], "plain": []}

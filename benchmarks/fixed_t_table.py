@@ -13,21 +13,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 
 METHODS = ["ce", "fixed:1", "fixed:2", "fixed:4", "fixed:8"]
-
-
-def one(args: tuple[str, str, int, str]) -> dict:
-    import torch
-
-    from rltemp.config import load_config
-    from rltemp.kd.pipeline import run_distill
-
-    torch.set_num_threads(1)
-    preset, method, seed, out = args
-    cfg = load_config(preset, [f"distill.temperature={method}", f"seed={seed}"])
-    return run_distill(cfg, out=f"{out}/{method.replace(':', '')}-s{seed}", progress=False)
 
 
 def main() -> None:
@@ -36,34 +23,33 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=2)
     a = ap.parse_args()
+    from rltemp.agents.parallel import distill_many
     from rltemp.config import load_config
     from rltemp.kd.pipeline import get_teacher, prepare
+    from rltemp.stats import mean_std
 
     cfg = load_config(a.preset)
     data, device, _ = prepare(cfg)
     get_teacher(cfg, data, device, progress=False)  # train/cache once before the workers start
-    with tempfile.TemporaryDirectory() as out, ProcessPoolExecutor(a.jobs) as pool:
-        cells = [(a.preset, m, s, out) for m in METHODS for s in range(a.seeds)]
-        res = list(pool.map(one, cells))
+    with tempfile.TemporaryDirectory() as out:
+        cells = [(load_config(a.preset, [f"distill.temperature={m}", f"seed={s}"]), f"{out}/{m.replace(':', '')}-s{s}")
+                 for m in METHODS for s in range(a.seeds)]
+        res = distill_many(cells, a.jobs)
     by = {m: [r for r in res if r["method"] == m] for m in METHODS}
-
-    def ms(vals: list[float]) -> tuple[float, float]:
-        return statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
-
     print(f"| method | test acc % (last epoch) | val acc % | wall s |   ({a.preset}, {a.seeds} seeds)")
     print("|---|---|---|---|")
     stds = []
     for m in METHODS:
-        t_mean, t_std = ms([100 * r["test_acc"] for r in by[m]])
-        v_mean, v_std = ms([100 * r["val_acc"] for r in by[m]])
-        w = statistics.mean(r["wall_time_s"] for r in by[m])
+        t_mean, t_std = mean_std([100 * r["test_acc"] for r in by[m]])
+        v_mean, v_std = mean_std([100 * r["val_acc"] for r in by[m]])
         stds.append(t_std)
-        print(f"| {m} | {t_mean:.2f} ± {t_std:.2f} | {v_mean:.2f} ± {v_std:.2f} | {w:.1f} |")
+        print(f"| {m} | {t_mean:.2f} ± {t_std:.2f} | {v_mean:.2f} ± {v_std:.2f} | "
+              f"{statistics.mean(r['wall_time_s'] for r in by[m]):.1f} |")
     fixed = METHODS[1:]
     best = max(fixed, key=lambda m: statistics.mean(r["val_acc"] for r in by[m]))
-    best_t, best_s = ms([100 * r["test_acc"] for r in by[best]])
-    ce_t, ce_s = ms([100 * r["test_acc"] for r in by["ce"]])
-    means = [ms([100 * r["test_acc"] for r in by[m]])[0] for m in fixed]
+    best_t, best_s = mean_std([100 * r["test_acc"] for r in by[best]])
+    ce_t, ce_s = mean_std([100 * r["test_acc"] for r in by["ce"]])
+    means = [mean_std([100 * r["test_acc"] for r in by[m]])[0] for m in fixed]
     gain, spread, max_std = best_t - ce_t, max(means) - min(means), max(stds)
     wall = max(r["wall_time_s"] for r in res)
     ok = gain > 2 * max(best_s, ce_s) and spread > 3 * max_std and wall <= 60

@@ -18,17 +18,18 @@ import time
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("preset", nargs="?", default="envs/default.yaml")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. student.model=cnn2d")
     ap.add_argument("--policy", default=None)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--agent", default="agents/ppo.yaml")
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     import rltemp.agents  # noqa: F401
     from rltemp.agents.config import load_agent
     from rltemp.agents.train import run_online, train_policy
     from rltemp.config import load_config
     from rltemp.kd.pipeline import run_distill
 
-    base = load_config(a.preset)
+    base = load_config(a.preset, a.overrides)
     with tempfile.TemporaryDirectory() as tmp:
         policy = a.policy
         if policy is None:

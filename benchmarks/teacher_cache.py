@@ -19,14 +19,15 @@ import torch
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("preset", nargs="?", default="envs/default.yaml")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. student.model=cnn2d")
     ap.add_argument("--epochs", type=int, default=3)
-    a = ap.parse_args()
+    a = ap.parse_intermixed_args()
     from rltemp.config import load_config
     from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
     from rltemp.kd.strategies import StrategyContext, build_strategy
     from rltemp.kd.trainer import Distiller
 
-    cfg = load_config(a.preset)
+    cfg = load_config(a.preset, a.overrides)
     data, device, _ = prepare(cfg)
     teacher = get_teacher(cfg, data, device, progress=False)
     times: dict[bool, list[float]] = {True: [], False: []}

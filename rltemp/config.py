@@ -50,6 +50,8 @@ class OptimConfig:
     schedule: str = "cosine"
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
+    amp: bool = False  # bfloat16 autocast for forward passes (meant for GPUs)
+    channels_last: bool = False  # NHWC memory format for 4-D image models (meant for GPUs)
 
     def validate(self, path: str) -> None:
         if self.epochs < 1:

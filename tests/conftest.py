@@ -6,16 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# A seconds-long mnist1d setting shared by the tests; ENV_TINY adds a short reward interval.
 TINY = [
-    "data.options.num_samples=600",
-    "teacher.options.channels=8",
-    "teacher.train.epochs=2",
-    "student.options.width=16",
-    "distill.epochs=2",
-    "distill.batch_size=32",
-    "teacher.train.batch_size=32",
+    "data.options.num_samples=600", "teacher.options.channels=8", "teacher.train.epochs=2",
+    "teacher.train.batch_size=32", "student.options.width=16", "distill.epochs=2", "distill.batch_size=32",
     "device=cpu",
 ]
+ENV_TINY = [*TINY, "env.reward_interval=4", "env.val_subset=50"]
 
 
 @pytest.fixture(autouse=True, scope="session")

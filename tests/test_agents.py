@@ -12,15 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ENV_TINY as TINY
 
 from rltemp.agents.config import load_agent
 from rltemp.errors import ConfigError
 
-TINY = [
-    "data.options.num_samples=600", "teacher.options.channels=8", "teacher.train.epochs=2",
-    "teacher.train.batch_size=32", "student.options.width=16", "distill.epochs=2", "distill.batch_size=32",
-    "device=cpu", "env.reward_interval=4", "env.val_subset=50",
-]
 AGENT_TINY = ["agent.hyperparams.n_steps=8", "agent.hyperparams.batch_size=64", "agent.hyperparams.n_epochs=2"]
 
 
@@ -221,3 +217,21 @@ def test_other_algorithms_train(tmp_path, algo):
     net, _ = load_policy(tmp_path)
     a = net(torch.rand(5, 15))
     assert a.shape == (5, 1) and (a.abs() <= 1).all()
+
+
+def test_init_temperature_starts_every_instance_there():
+    from rltemp.agents.train import build_model
+    from rltemp.agents.vec_env import InstanceVecEnv
+    from rltemp.config import load_config
+    from rltemp.envs.kd_env import KDTemperatureEnv, action_to_temperature
+
+    venv = InstanceVecEnv(KDTemperatureEnv(load_config("envs/mnist1d.yaml", TINY)))
+    for algo in ("ppo", "sac"):
+        agent = load_agent(f"agents/{algo}.yaml", ["agent.policy.init_temperature=4"])
+        model = build_model(agent, venv, 0, None, "cpu")
+        obs = np.random.default_rng(0).uniform(0, 1, (64, venv.observation_space.shape[0])).astype(np.float32)
+        a, _ = model.predict(obs, deterministic=True)
+        t = action_to_temperature(torch.from_numpy(a), 1.0, 10.0)
+        assert torch.allclose(t, torch.full_like(t, 4.0), atol=0.15), algo
+    with pytest.raises(Exception, match="outside"):
+        build_model(load_agent("agents/ppo.yaml", ["agent.policy.init_temperature=20"]), venv, 0, None, "cpu")

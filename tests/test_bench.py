@@ -3,15 +3,10 @@ import json
 import shutil
 
 import pytest
+from conftest import TINY
 
 from rltemp.agents.bench import load_suite, run_bench
 from rltemp.errors import ConfigError
-
-TINY = [
-    "data.options.num_samples=600", "teacher.options.channels=8", "teacher.train.epochs=2",
-    "teacher.train.batch_size=32", "student.options.width=16", "distill.epochs=2", "distill.batch_size=32",
-    "device=cpu",
-]
 
 
 def _suite(tmp_path, methods, seeds=(0, 1), extra=""):

@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,19 @@ def test_wrong_published_checkpoint_names_keys(tmp_path, capsys):
                f"data.root={root}", f"teacher.checkpoint={ckpt}", "device=cpu"])
     err = capsys.readouterr().err
     assert rc == 2 and "does not match CifarResNet" in err and "layer1.0.downsample" in err
+
+
+def test_gpu_options_amp_and_channels_last_run_on_cpu(tmp_path):
+    """bfloat16 autocast and channels-last (meant for GPUs) also work on the CPU path."""
+    from rltemp.models import build_model
+
+    root = write_fake_cifar(tmp_path / "data", n_train=400, n_test=16)
+    ckpt = tmp_path / "t.pth"
+    torch.save({"model": build_model("resnet8x4", (3, 32, 32), 100).state_dict()}, ckpt)
+    out = tmp_path / "run"
+    rc = main(["distill", "envs/cifar100/resnet32x4-resnet8x4.yaml", "--out", str(out), "--no-progress",
+               f"data.root={root}", f"teacher.checkpoint={ckpt}", "teacher.model=resnet8x4", "student.model=resnet20",
+               "distill.epochs=1", "distill.amp=true", "distill.channels_last=true", "device=cpu"])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["kd_steps"] >= 1 and math.isfinite(res["test_loss"])

@@ -4,17 +4,12 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+from conftest import ENV_TINY
 
 import rltemp  # noqa: F401  (registers the env)
 from rltemp.config import load_config
 from rltemp.envs.kd_env import KDTemperatureEnv, action_to_temperature, temperature_to_action
 from rltemp.envs.rewards import CALIBRATIONS
-
-ENV_TINY = [
-    "data.options.num_samples=600", "teacher.options.channels=8", "teacher.train.epochs=2",
-    "teacher.train.batch_size=32", "student.options.width=16", "distill.epochs=2", "distill.batch_size=32",
-    "device=cpu", "env.reward_interval=4", "env.val_subset=50",
-]
 
 
 def make(extra=()):

@@ -25,6 +25,8 @@ class PolicyNetConfig:
     net_arch: list[int] = field(default_factory=lambda: [64, 64])
     activation: str = "tanh"
     log_std_init: float = -0.5
+    # start the policy's mean action at this temperature (None: the action 0, i.e. sqrt(t_min * t_max))
+    init_temperature: float | None = None
 
 
 @dataclass(frozen=True)

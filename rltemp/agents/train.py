@@ -40,8 +40,26 @@ def build_model(agent: AgentConfig, venv: InstanceVecEnv, seed: int, tb: Path | 
     arch = list(agent.policy.net_arch)
     net_arch = {"pi": arch, "qf": arch} if agent.algo == "sac" else {"pi": arch, "vf": arch}
     kwargs = {"net_arch": net_arch, "activation_fn": act, "log_std_init": agent.policy.log_std_init}
-    return cls("MlpPolicy", venv, policy_kwargs=kwargs, tensorboard_log=str(tb) if tb else None, seed=seed,
-               device=device, verbose=0, **agent.hyperparams)
+    model = cls("MlpPolicy", venv, policy_kwargs=kwargs, tensorboard_log=str(tb) if tb else None, seed=seed,
+                device=device, verbose=0, **agent.hyperparams)
+    if agent.policy.init_temperature is not None:
+        init_mean_temperature(model, agent, venv.env.ecfg.t_min, venv.env.ecfg.t_max)
+    return model
+
+
+def init_mean_temperature(model: Any, agent: AgentConfig, t_min: float, t_max: float) -> None:
+    """Shrink the action head's weights and set its bias so that every instance starts at
+    ``agent.policy.init_temperature`` (the exploration noise stays as configured)."""
+    from rltemp.envs.kd_env import temperature_to_action
+
+    t = float(agent.policy.init_temperature)
+    if not t_min <= t <= t_max:
+        raise RltempError(f"agent.policy.init_temperature={t} lies outside [t_min, t_max] = [{t_min}, {t_max}]")
+    a = temperature_to_action(t, t_min, t_max)
+    head = model.policy.actor.mu if agent.algo == "sac" else model.policy.action_net
+    with torch.no_grad():
+        head.weight.mul_(0.01)
+        head.bias.fill_(float(np.arctanh(np.clip(a, -0.999, 0.999))) if agent.algo == "sac" else a)
 
 
 def steps_per_episode(env: KDTemperatureEnv) -> int:
@@ -63,6 +81,7 @@ class DecisionLogger(BaseCallback):
         self.epochs_logged = 0
         self.episode_rewards: list[float] = []
         self.episode_val_acc: list[float] = []
+        self.all_t: list[np.ndarray] = []  # every temperature, for the run summary
 
     def _writer(self):  # noqa: ANN202
         from stable_baselines3.common.logger import TensorBoardOutputFormat
@@ -78,6 +97,7 @@ class DecisionLogger(BaseCallback):
             return True
         t = info["temperature"]
         self._t.append(t[:, 1] if t.ndim == 2 else t)
+        self.all_t.append(self._t[-1])
         self._conf.append(info["teacher_confidence"])
         self._ok.append(info["student_correct"])
         w = self._writer()
@@ -250,9 +270,7 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
     The student is the config's student with seed ``cfg.seed``; the result is reported like any
     distill run (last-epoch test accuracy), and the learned policy is saved beside it for transfer.
     """
-    from torch.utils.tensorboard import SummaryWriter  # noqa: F401  (SB3 needs tensorboard)
-
-    from rltemp.kd.pipeline import build_student_model  # noqa: F401
+    from rltemp.kd.pipeline import temperature_summary
     from rltemp.kd.trainer import evaluate
     from rltemp.models import save_checkpoint
 
@@ -279,7 +297,8 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
     export_policy(model, policy_meta(cfg, agent, {"episodes": 1, "mode": "online"}), run.path)
     results = {**finished, "wall_time_s": wall, "method": cfg.distill.temperature, "seed": cfg.seed,
                "student": cfg.student.model, "teacher": cfg.teacher.model, "dataset": cfg.data.name,
-               "test_acc_at_best_val": None, "temperature": None, "device": str(env.device)}
+               "test_acc_at_best_val": None, "device": str(env.device),
+               "temperature": temperature_summary([torch.from_numpy(t) for t in logger_cb.all_t])}
     run.write_results(results)
     venv.close()
     return {**results, "run_dir": str(run.path)}

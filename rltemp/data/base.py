@@ -102,6 +102,29 @@ def carve_val(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple
     )
 
 
+def cached_arrays(name: str, opts: dict, make: Callable[[dict], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Arrays made by ``make(opts)``, cached as ``<cache>/data/<name>-<hash of opts>.npz`` (loaded
+    with ``allow_pickle=False``; written atomically)."""
+    import hashlib
+    import io
+    import json
+    import logging
+
+    from rltemp.paths import atomic_write_bytes, cache_dir
+
+    key = hashlib.sha1(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir("data") / f"{name}-{key}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    logging.getLogger(__name__).info("generating %s into %s", name, path)
+    arrays = make(opts)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+    return arrays
+
+
 def load_dataset(cfg: DataConfig) -> DataBundle:
     """Build the dataset named in ``cfg`` (unknown names list the valid ones)."""
     return DATASETS.get(cfg.name)(cfg)

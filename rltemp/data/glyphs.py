@@ -24,9 +24,6 @@ seeded ``torch.Generator`` per split, so a seed gives identical arrays; the resu
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import math
 import os
@@ -37,9 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from rltemp.config import DataConfig
-from rltemp.data.base import DATASETS, DataBundle, Split, carve_val, check_options
+from rltemp.data.base import DATASETS, DataBundle, Split, cached_arrays, carve_val, check_options
 from rltemp.errors import ConfigError
-from rltemp.paths import atomic_write_bytes, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -168,20 +164,6 @@ def generate(opts: dict) -> dict[str, np.ndarray]:
     return out
 
 
-def glyph_arrays(opts: dict) -> dict[str, np.ndarray]:
-    key = hashlib.sha1(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir("data") / f"glyphs-{key}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    log.info("rendering glyphs into %s", path)
-    arrays = generate(opts)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-    return arrays
-
-
 def _validate(opts: dict) -> None:
     classes = opts["classes"]
     if not isinstance(classes, str) or len(set(classes)) != len(classes) or len(classes) < 2:
@@ -200,7 +182,7 @@ def _validate(opts: dict) -> None:
 def glyphs(cfg: DataConfig) -> DataBundle:
     opts = check_options("glyphs", cfg.options, DEFAULTS)
     _validate(opts)
-    a = glyph_arrays(opts)
+    a = cached_arrays("glyphs", opts, generate)
 
     def to_float(x: np.ndarray) -> np.ndarray:
         return ((x.astype(np.float32) / 255.0) - 0.5) / 0.5

@@ -8,57 +8,41 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 
 import numpy as np
 import torch
 
 from rltemp.config import DataConfig
-from rltemp.data.base import DATASETS, DataBundle, Split, carve_val, check_options
-from rltemp.paths import atomic_write_bytes, cache_dir
+from rltemp.data.base import DATASETS, DataBundle, Split, cached_arrays, carve_val, check_options
 
 log = logging.getLogger(__name__)
 
 MNIST1D_DEFAULTS = {"num_samples": 5000, "train_split": 0.8, "seed": 42}
 
 
-def _mnist1d_arrays(opts: dict) -> dict[str, np.ndarray]:
-    key = hashlib.sha1(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_dir("data") / f"mnist1d-{key}.npz"
-    if path.exists():
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+def _make_mnist1d(opts: dict) -> dict[str, np.ndarray]:
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     args.num_samples = int(opts["num_samples"])
     args.train_split = float(opts["train_split"])
     args.seed = int(opts["seed"])
-    log.info("generating mnist1d (%d samples) into %s", args.num_samples, path)
     state = np.random.get_state()  # make_dataset seeds numpy's global RNG; leave it as we found it
     try:
         d = make_dataset(args)
     finally:
         np.random.set_state(state)
-    arrays = {
+    return {
         "x": d["x"].astype(np.float32), "y": d["y"].astype(np.int64),
         "x_test": d["x_test"].astype(np.float32), "y_test": d["y_test"].astype(np.int64),
     }
 
 
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-    return arrays
-
-
 @DATASETS.register("mnist1d")
 def mnist1d(cfg: DataConfig) -> DataBundle:
     opts = check_options("mnist1d", cfg.options, MNIST1D_DEFAULTS)
-    a = _mnist1d_arrays(opts)
+    a = cached_arrays("mnist1d", opts, _make_mnist1d)
     train, val = carve_val(a["x"], a["y"], cfg.val_fraction, cfg.split_seed)
     test = Split(torch.from_numpy(a["x_test"]), torch.from_numpy(a["y_test"]))
     return DataBundle("mnist1d", train, val, test, 10, (a["x"].shape[1],))

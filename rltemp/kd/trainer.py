@@ -117,6 +117,10 @@ class Distiller:
         self.device = torch.device(device)
         self.data = data
         self.student = student.to(self.device)
+        self.channels_last = bool(getattr(cfg, "channels_last", False)) and len(data.input_shape) == 3
+        if self.channels_last:
+            self.student = self.student.to(memory_format=torch.channels_last)
+        self.amp = bool(getattr(cfg, "amp", False))
         self.strategy = strategy.to(self.device) if strategy is not None else None
         distilling = strategy is not None or external_temperature
         if distilling and teacher is None:
@@ -181,9 +185,13 @@ class Distiller:
         """Preprocess (augment) a training batch; return student logits (with grad) and teacher logits."""
         self.student.train()
         x_pre = self.data.preprocess(x, True, self.generator)
-        z_s = self.student(x_pre)
-        z_t = self.teacher_logits(x_pre, idx) if self.teacher is not None else None
-        return z_s, z_t
+        if self.channels_last:
+            x_pre = x_pre.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            z_s = self.student(x_pre)
+            z_t = self.teacher_logits(x_pre, idx) if self.teacher is not None else None
+        # losses and temperatures in float32
+        return z_s.float(), (z_t.float() if z_t is not None else None)
 
     def train_step(
         self,
