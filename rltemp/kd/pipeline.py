@@ -61,10 +61,16 @@ def data_fingerprint(data: DataBundle) -> str:
     return h.hexdigest()
 
 
+def _non_default(obj: Any) -> dict[str, Any]:
+    """The dataclass fields that differ from their defaults (so adding a field keeps old keys valid)."""
+    default = type(obj)()
+    return {k: v for k, v in asdict(obj).items() if getattr(default, k) != v}
+
+
 def teacher_cache_path(cfg: Config, data: DataBundle) -> Path:
     """Cached teachers are keyed by everything that determines them: data, model, recipe, seed."""
     key = {"data": cfg.data.name, "data_sha1": data_fingerprint(data), "model": cfg.teacher.model,
-           "options": cfg.teacher.options, "train": asdict(cfg.teacher.train), "seed": cfg.teacher.seed}
+           "options": cfg.teacher.options, "train": _non_default(cfg.teacher.train), "seed": cfg.teacher.seed}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return cache_dir("teachers") / f"{cfg.data.name}-{cfg.teacher.model}-{digest}.pt"
 
