@@ -126,7 +126,7 @@ class EnvConfig:
     t_max: float = 10.0
     pair: bool = False
     default_temperature: float = 4.0
-    reward: str = "val_acc"
+    reward: str = "val_loss"  # gain in -validation loss; "val_acc" is the alternative (see benchmarks/RESULTS.md)
     reward_scale: float = 100.0
     reward_interval: int = 20
     val_subset: int = 1000

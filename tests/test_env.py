@@ -80,7 +80,7 @@ def test_determinism_same_seed_same_actions():
 
 def test_episode_reward_sums_to_scaled_val_gain_and_calibration_sums():
     for calib in ("uniform", "kd_share"):
-        env = make([f"env.calibration={calib}"])
+        env = make([f"env.calibration={calib}", "env.reward=val_acc"])
         _, rewards, infos = _rollout(env)
         assert infos[-1]["epoch"] == 2
         final_acc = infos[-1]["val_acc"]
