@@ -145,3 +145,20 @@ def test_bad_env_config_names_the_field():
         make(["env.features=[p_s_tru]"])
     with pytest.raises(ConfigError, match="env.t_min"):
         make(["env.t_min=5", "env.t_max=2"])
+
+
+def test_env_on_augmented_cifar_preset(tmp_path):
+    """On augmented data there is no teacher-logit cache: the teacher runs on each augmented batch."""
+    from conftest import write_fake_cifar
+
+    from rltemp.models import build_model
+
+    root = write_fake_cifar(tmp_path / "data", n_train=400, n_test=16)
+    ckpt = tmp_path / "t.pth"
+    torch.save({"model": build_model("resnet56", (3, 32, 32), 100).state_dict()}, ckpt)
+    env = KDTemperatureEnv(load_config("envs/cifar100/resnet56-resnet20.yaml", [
+        f"data.root={root}", f"teacher.checkpoint={ckpt}", "distill.epochs=1", "device=cpu", "env.val_subset=32"]))
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 15) and env.distiller.teacher_cache is None
+    _, _, _, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
+    assert info["temperature"].shape == (64,) and np.isfinite(info["kd_loss"]).all()
