@@ -186,6 +186,7 @@ def test_resume_after_kill_9(tmp_path):
     assert done.returncode == 0, done.stderr
     res = json.loads((out / "results.json").read_text())
     assert res["resumed_from_episode"] >= saved["episodes"] and res["timesteps"] == res["total_timesteps_planned"]
+    assert res["wall_time_s"] > saved["wall_time_s"] > 0  # time before the kill is counted
     assert (out / "policy.json").exists()
 
 

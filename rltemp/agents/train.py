@@ -11,7 +11,6 @@ views of :mod:`rltemp.kd.tblog` and ``env/`` reward curves, in one event file).
 from __future__ import annotations
 
 import io
-import json
 import logging
 import time
 from pathlib import Path
@@ -129,10 +128,13 @@ class EpisodeCheckpoint(BaseCallback):
     """Every ``every`` finished episodes: save SB3's state dicts and counters to ``checkpoints/last.pt``
     (atomically; loadable weights-only). Also drives the episode progress bar."""
 
-    def __init__(self, path: Path, every: int, total_episodes: int, start_episodes: int, progress: bool) -> None:
+    def __init__(self, path: Path, every: int, total_episodes: int, start_episodes: int, progress: bool,
+                 prior_wall_s: float = 0.0) -> None:
         super().__init__()
         self.path, self.every = path, every
         self.episodes = start_episodes
+        self.prior_wall_s = prior_wall_s  # training time spent before a resume
+        self.t0 = time.perf_counter()
         self.total = total_episodes
         self.progress = progress
         self.bar = None
@@ -157,9 +159,12 @@ class EpisodeCheckpoint(BaseCallback):
     def save(self) -> None:
         buf = io.BytesIO()
         torch.save({"params": self.model.get_parameters(), "num_timesteps": int(self.model.num_timesteps),
-                    "episodes": self.episodes}, buf)
+                    "episodes": self.episodes, "wall_time_s": self.wall_time_s()}, buf)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.path, buf.getvalue())
+
+    def wall_time_s(self) -> float:
+        return self.prior_wall_s + time.perf_counter() - self.t0
 
     def _on_training_end(self) -> None:
         if self.bar is not None:
@@ -223,20 +228,17 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
     # fresh students for the episodes still to run (distinct from those before an interruption)
     venv.seed(cfg.seed + 7919 * done_eps)
     logger_cb = DecisionLogger()
+    prior_wall = float(ckpt_state.get("wall_time_s", 0.0)) if ckpt_state is not None else 0.0
     ckpt_cb = EpisodeCheckpoint(run.path / "checkpoints" / "last.pt", agent.checkpoint_every, agent.episodes,
-                                done_eps, progress)
-    t0 = time.perf_counter()
+                                done_eps, progress, prior_wall)
     remaining = agent.episodes - done_eps
     if remaining > 0:
         model.learn(total_timesteps=remaining * per_episode * venv.num_envs,
                     callback=[logger_cb, ckpt_cb, StopAfterEpisodes(remaining)],
                     reset_num_timesteps=ckpt_state is None, tb_log_name="sb3")
-    wall = time.perf_counter() - t0
-    prior_wall = float(json.loads((run.path / "progress.json").read_text())["wall_time_s"]) \
-        if (run.path / "progress.json").exists() else 0.0
     results = {
         "algo": agent.algo, "episodes": agent.episodes, "timesteps": int(model.num_timesteps),
-        "kd_steps": agent.episodes * per_episode, "wall_time_s": wall + prior_wall,
+        "kd_steps": agent.episodes * per_episode, "wall_time_s": ckpt_cb.wall_time_s(),
         "resumed_from_episode": done_eps if ckpt_state is not None else None,
         "episode_rewards": logger_cb.episode_rewards, "episode_final_val_acc": logger_cb.episode_val_acc,
         "total_timesteps_planned": total,

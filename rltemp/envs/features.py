@@ -126,8 +126,7 @@ _register("recent_loss", "moving average of the training loss, squashed x/(1+x) 
     lambda f: torch.full_like(f.labels, 0, dtype=torch.float32) + f.loss_ema / (1 + f.loss_ema)
 )
 
-DEFAULT_FEATURES = DEFAULT_ENV_FEATURES
-RLKD_FEATURES = ["p_s_top1", "p_t_top1", "margin_s"]
+DEFAULT_FEATURES = DEFAULT_ENV_FEATURES  # the default set lives with the config (EnvConfig.features)
 
 
 def check_features(names: list[str]) -> list[str]:
