@@ -41,12 +41,11 @@ def main() -> None:
             for name in times:
                 t0 = time.perf_counter()
                 if name == "online":
-                    cfg = base.replace(distill=base.distill.__class__(**{**base.distill.__dict__,
-                                                                         "temperature": f"online:{a.agent}"}))
+                    cfg = base.with_temperature(f"online:{a.agent}")
                     run_online(cfg, agent, out=f"{tmp}/{name}-{r}", progress=False)
                 else:
                     spec = "fixed:4" if name == "fixed:4" else f"policy:{policy}"
-                    cfg = base.replace(distill=base.distill.__class__(**{**base.distill.__dict__, "temperature": spec}))
+                    cfg = base.with_temperature(spec)
                     run_distill(cfg, out=f"{tmp}/{name}-{r}", progress=False)
                 times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}

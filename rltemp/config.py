@@ -175,6 +175,13 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
+    def with_temperature(self, spec: str, seed: int | None = None) -> Config:
+        """This config distilling with temperature SPEC ``spec`` (and, if given, another seed)."""
+        changes: dict[str, Any] = {"distill": dataclasses.replace(self.distill, temperature=spec)}
+        if seed is not None:
+            changes["seed"] = seed
+        return dataclasses.replace(self, **changes)
+
 
 # --------------------------------------------------------------------------- parsing
 

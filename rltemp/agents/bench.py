@@ -89,10 +89,6 @@ def _cell_methods(methods: list[str]) -> list[str]:
     return out
 
 
-def _with_method(cfg: Config, method: str, seed: int) -> Config:
-    return cfg.replace(seed=seed, distill=cfg.distill.__class__(**{**cfg.distill.__dict__, "temperature": method}))
-
-
 def run_bench(suite_path: str | Path, out: str | Path, jobs: int = 2, progress: bool = True) -> dict[str, Any]:
     from rltemp.agents.config import load_agent
     from rltemp.agents.parallel import distill_many, iter_progress
@@ -123,7 +119,7 @@ def run_bench(suite_path: str | Path, out: str | Path, jobs: int = 2, progress: 
         for m in _cell_methods(suite.methods):
             spec = f"policy:{out / pair.name / 'policy-training'}" if m == "policy" else m
             for s in suite.seeds:
-                cells.append((_with_method(cfg, spec, s), out / pair.name / slug(m) / f"s{s}"))
+                cells.append((cfg.with_temperature(spec, seed=s), out / pair.name / slug(m) / f"s{s}"))
                 keys.append((pair.name, m, s))
     todo = [i for i, (_, d) in enumerate(cells) if read_results(d) is None]
     log.info("%d cells, %d to run", len(cells), len(todo))

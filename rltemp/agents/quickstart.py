@@ -65,7 +65,7 @@ def quickstart(config: str = "envs/default.yaml", agent_path: str = "agents/ppo.
     for pair, base in pairs.items():
         for m in methods[pair]:
             for s in range(seeds):
-                c = base.replace(seed=s, distill=base.distill.__class__(**{**base.distill.__dict__, "temperature": m}))
+                c = base.with_temperature(m, seed=s)
                 name = m.split(":")[0] if m.startswith("policy:") else m.replace(":", "").replace(",", "-")
                 cells.append((c, out_dir / "runs" / pair / f"{name}-s{s}"))
                 keys.append((pair, m, s))

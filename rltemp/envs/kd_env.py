@@ -70,7 +70,7 @@ class KDTemperatureEnv(gym.Env):
         REWARDS.get(self.ecfg.reward)
         CALIBRATIONS.get(self.ecfg.calibration)
         # "fixed:<default>" only validates the data/model config here; the agent sets temperatures.
-        self.data, self.device, _ = prepare(cfg.replace(distill=_with_temperature(cfg, "ce")))
+        self.data, self.device, _ = prepare(cfg.with_temperature("ce"))
         self.teacher = get_teacher(cfg, self.data, self.device, progress)
         self.students = list(self.ecfg.students) or [ModelConfig(cfg.student.model, cfg.student.options)]
         for s in self.students:  # fail now on bad student names / options
@@ -192,9 +192,3 @@ class KDTemperatureEnv(gym.Env):
             info["epoch_val_acc"] = self._epoch_stats.val_acc
             self._epoch_stats = None
         return self._observation(), float(reward), False, truncated, info
-
-
-def _with_temperature(cfg: Config, spec: str):  # noqa: ANN202
-    import dataclasses
-
-    return dataclasses.replace(cfg.distill, temperature=spec)
