@@ -23,7 +23,6 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--agent", default="agents/ppo.yaml")
     a = ap.parse_intermixed_args()
-    import rltemp.agents  # noqa: F401
     from rltemp.agents.config import load_agent
     from rltemp.agents.train import run_online, train_policy
     from rltemp.config import load_config

@@ -1,13 +1,7 @@
 """rltemp: choose knowledge-distillation temperatures, from fixed T to learned per-instance policies.
 
-Importing rltemp registers the Gymnasium environment ``rltemp/KDTemperature-v0``.
+``import rltemp`` is light: it imports neither gymnasium nor stable-baselines3. The Gymnasium
+environment ``rltemp/KDTemperature-v0`` is registered by ``import rltemp.envs``.
 """
 
 __version__ = "0.1.0"
-
-try:
-    from rltemp.envs.registration import register_envs
-
-    register_envs()
-except ImportError:  # gymnasium missing: the KD layer still works
-    pass

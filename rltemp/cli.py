@@ -1,7 +1,9 @@
 """The ``rltemp`` command. Thin: parse arguments, build the config, call the layers.
 
-Bad input (unknown names, invalid values, missing files) prints one line ``rltemp: error: ...``
-and exits with status 2; ``--debug`` shows the traceback instead.
+Exit status: 0 on success; 2 with one line ``rltemp: error: ...`` for input the user can fix
+(unknown names, invalid values, missing files: :class:`rltemp.errors.RltempError`); 1 with
+``rltemp: internal error: ...`` and a hint for anything else (a bug, not the user's mistake);
+130 on Ctrl-C. ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ SPEC_HELP = (
 )
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="YAML preset, e.g. envs/default.yaml")
+def _add_common(p: argparse.ArgumentParser, config_optional: bool = False) -> None:
+    p.add_argument("config", nargs="?" if config_optional else None, help="YAML preset, e.g. envs/default.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="dotted config overrides, e.g. distill.epochs=5 seed=3 student.options.width=128")
     p.add_argument("--out", default=None, help="run folder (default: runs/<command>-<name>-<timestamp>)")
@@ -44,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="distil a student with a temperature strategy",
                        description="Distil the config's student from its teacher (cached, trained on first use, "
-                                   "or teacher.checkpoint). Reports last-epoch test accuracy.")
-    _add_common(p)
+                                   "or teacher.checkpoint). Reports last-epoch test accuracy. "
+                                   "--resume RUN_DIR continues an interrupted run with its saved config.")
+    _add_common(p, config_optional=True)
     p.add_argument("--temperature", "-T", default=None, metavar="SPEC", help=SPEC_HELP)
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
 
@@ -112,27 +115,27 @@ def cmd_teacher(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    import rltemp.agents  # noqa: F401  (registers the policy: strategy)
-    from rltemp.config import load_config
-    from rltemp.kd.pipeline import run_distill
+    from rltemp.experiments.runner import run_method
 
     if args.resume:
         from pathlib import Path
 
-        cfg_path = Path(args.resume) / "config.yaml"
-        cfg = load_config(cfg_path, [])
-        res = run_distill(cfg, resume=args.resume, progress=not args.no_progress)
-    else:
-        extra = [f"distill.temperature={args.temperature}"] if args.temperature else []
-        cfg = _config(args, extra)
-        if cfg.distill.temperature.startswith("online:"):
-            from rltemp.agents.config import load_agent
-            from rltemp.agents.train import run_online
+        from rltemp.config import load_config
 
-            agent = load_agent(cfg.distill.temperature.split(":", 1)[1] or "agents/ppo.yaml")
-            res = run_online(cfg, agent, out=args.out, progress=not args.no_progress)
-        else:
-            res = run_distill(cfg, out=args.out, progress=not args.no_progress)
+        if args.config or args.overrides or args.temperature:
+            raise RltempError("--resume RUN_DIR continues a run with the config saved in it; give no CONFIG, "
+                              "overrides or --temperature")
+        run = Path(args.resume)
+        if not (run / "config.yaml").is_file():
+            raise RltempError(f"{run} is not a distill run folder (no config.yaml)")
+        if (run / "results.json").exists():
+            raise RltempError(f"{run} is already complete (results.json exists); nothing to resume")
+        res = run_method(load_config(run / "config.yaml", []), resume=run, progress=not args.no_progress)
+    else:
+        if not args.config:
+            raise RltempError("distill needs a CONFIG (e.g. envs/default.yaml) or --resume RUN_DIR")
+        extra = [f"distill.temperature={args.temperature}"] if args.temperature else []
+        res = run_method(_config(args, extra), out=args.out, progress=not args.no_progress)
     print(
         f"{res['method']} seed={res['seed']}: test_acc={res['test_acc']:.4f} (last epoch) "
         f"best_val_acc={res['best_val_acc']:.4f} wall={res['wall_time_s']:.1f}s -> {res['run_dir']}"
@@ -161,7 +164,7 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from rltemp.agents.quickstart import quickstart
+    from rltemp.experiments.quickstart import quickstart
 
     quickstart(args.config, args.agent, seeds=args.seeds, episodes=args.episodes, jobs=args.jobs, out=args.out,
                progress=not args.no_progress)
@@ -169,7 +172,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rltemp.agents.bench import load_suite, run_bench
+    from rltemp.experiments.bench import load_suite, run_bench
 
     out = args.out or f"runs/bench-{load_suite(args.suite).name}"
     run_bench(args.suite, out, jobs=args.jobs, progress=not args.no_progress)
@@ -187,15 +190,14 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    import rltemp.agents  # noqa: F401
     from rltemp.data import DATASETS
-    from rltemp.envs.features import FEATURES
     from rltemp.envs.rewards import CALIBRATIONS, REWARDS
     from rltemp.kd import STRATEGIES
+    from rltemp.kd.features import FEATURES
     from rltemp.models import MODELS
 
     print(json.dumps({"datasets": DATASETS.names(), "models": MODELS.names(),
-                      "strategies": STRATEGIES.names() + ["ce", "online"], "features": FEATURES.names(),
+                      "strategies": STRATEGIES.names() + ["ce"], "features": FEATURES.names(),
                       "rewards": REWARDS.names(), "calibrations": CALIBRATIONS.names()}, indent=2))
     return 0
 
@@ -217,15 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
-    except (RltempError, ValueError) as e:
-        if args.debug:
-            raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
-        print(f"rltemp: error: {msg}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("rltemp: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - the one place that turns errors into exit codes
+        if args.debug:
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if isinstance(e, RltempError):
+            print(f"rltemp: error: {msg or e.__class__.__name__}", file=sys.stderr)
+            return 2
+        print(f"rltemp: internal error: {e.__class__.__name__}: {msg} (a bug, not your input: run again with "
+              "--debug for the traceback and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

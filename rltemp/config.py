@@ -205,7 +205,7 @@ def _check_type(value: Any, tp: Any, path: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{path} must be a mapping, got {type(value).__name__}")
-        return _build(tp, value, path)
+        return build_dataclass(tp, value, path)
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{path} must be a list, got {value!r}")
@@ -236,7 +236,7 @@ def _check_type(value: Any, tp: Any, path: str) -> Any:
     return value
 
 
-def _build(cls: type, raw: dict[str, Any], path: str) -> Any:
+def build_dataclass(cls: type, raw: dict[str, Any], path: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
@@ -295,7 +295,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    cfg = _build(Config, raw, "")
+    cfg = build_dataclass(Config, raw, "")
     cfg.validate()
     return cfg
 

@@ -74,7 +74,7 @@ def test_train_policy_writes_run_folder_and_tensorboard(trained):
 def test_policy_is_per_instance_equivariant_and_batch_size_free(trained):
     from stable_baselines3 import PPO
 
-    from rltemp.agents.export import load_policy
+    from rltemp.kd.policy import load_policy
 
     out, _ = trained
     net, meta = load_policy(out)
@@ -119,6 +119,7 @@ def test_transfer_to_unseen_architecture_and_dataset(trained, tmp_path):
                  "--no-progress", *TINY, "seed=11"]) == 0
 
 
+@pytest.mark.slow
 def test_incompatible_policy_fails_with_one_line(trained, tmp_path):
     out, _ = trained
     bad = tmp_path / "bad"
@@ -167,6 +168,7 @@ def test_tampered_policy_zip_is_not_executed(trained, tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(tmp_path):
     out = tmp_path / "p"
     cmd = [sys.executable, "-m", "rltemp", "train-policy", "envs/mnist1d.yaml", *TINY, "distill.epochs=3",
@@ -187,6 +189,7 @@ def test_resume_after_kill_9(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["resumed_from_episode"] >= saved["episodes"] and res["timesteps"] == res["total_timesteps_planned"]
     assert res["wall_time_s"] > saved["wall_time_s"] > 0  # time before the kill is counted
+    assert len(res["episode_rewards"]) == len(res["episode_final_val_acc"]) == 40  # the whole run, not the tail
     assert (out / "policy.json").exists()
 
 
@@ -213,7 +216,7 @@ def test_other_algorithms_train(tmp_path, algo):
     res = train_policy(load_config("envs/mnist1d.yaml", TINY + ["distill.epochs=1"]),
                        load_agent(f"agents/{algo}.yaml", ["agent.episodes=1", *extra]), out=tmp_path, progress=False)
     assert res["episodes"] == 1 and json.loads((Path(tmp_path) / "policy.json").read_text())["algo"] == algo
-    from rltemp.agents.export import load_policy
+    from rltemp.kd.policy import load_policy
 
     net, _ = load_policy(tmp_path)
     a = net(torch.rand(5, 15))

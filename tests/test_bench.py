@@ -5,8 +5,8 @@ import shutil
 import pytest
 from conftest import TINY
 
-from rltemp.agents.bench import load_suite, run_bench
 from rltemp.errors import ConfigError
+from rltemp.experiments.bench import load_suite, run_bench
 
 
 def _suite(tmp_path, methods, seeds=(0, 1), extra=""):

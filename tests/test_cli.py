@@ -81,45 +81,74 @@ def test_every_strategy_runs_end_to_end(tmp_path, tiny_overrides, spec):
         (["data.name=cifar100", "data.root=/nonexistent", "data.options={}"], "expected train, test in /nonexistent/cifar-100-python"),
     ],
 )
-def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, tiny_overrides, args, message):
+def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, tiny_overrides, capsys, args, message):
     out = tmp_path / "bad"
-    proc = subprocess.run(
-        [sys.executable, "-m", "rltemp", "distill", "envs/mnist1d.yaml", "--out", str(out), *tiny_overrides, *args],
-        capture_output=True, text=True,
-    )
-    assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln]
-    assert len(lines) == 1 and lines[0].startswith("rltemp: error:") and message in lines[0], proc.stderr
+    rc = main(["distill", "envs/mnist1d.yaml", "--out", str(out), *tiny_overrides, *args])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert len(lines) == 1 and lines[0].startswith("rltemp: error:") and message in lines[0], err
     assert not (out / "results.json").exists()
 
 
-def test_resume_after_interruption(tmp_path, tiny_overrides):
-    """A run killed after epoch 1 continues from its state.pt and ends as a full run would."""
-    from rltemp.config import load_config
-    from rltemp.kd.pipeline import run_distill
+def test_bad_input_in_a_real_process_exits_2_with_one_line(tmp_path, tiny_overrides):
+    out = tmp_path / "bad"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rltemp", "distill", "envs/mnist1d.yaml", "--out", str(out), *tiny_overrides,
+         "--temperature", "fixd:4"], capture_output=True, text=True,
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "rltemp: error: unknown temperature strategy 'fixd' (did you mean 'fixed'?); valid: " + proc.stderr.split("valid: ")[1].strip()]
+    assert not (out / "results.json").exists()
 
-    full = run_distill(load_config("envs/mnist1d.yaml", tiny_overrides), out=tmp_path / "full", progress=False)
-    cfg = load_config("envs/mnist1d.yaml", tiny_overrides + ["distill.epochs=1"])
-    # simulate a kill: run 1 epoch of a 2-epoch config by hand, keep its state, no results.json
-    import io
 
-    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
-    from rltemp.kd.trainer import Distiller
-    from rltemp.runs import RunDir
+def test_internal_errors_exit_1_with_a_hint_not_2(tmp_path, tiny_overrides, capsys, monkeypatch):
+    """A bug (here: a failing optimiser step) is not reported as the user's bad input."""
+    import rltemp.kd.trainer as trainer
 
-    cfg2 = load_config("envs/mnist1d.yaml", tiny_overrides)
-    data, device, strategy = prepare(cfg2)
-    run = RunDir.create("distill", "x", tmp_path / "killed", cfg2.to_dict())
-    tr = Distiller(cfg2.distill, data, build_student_model(cfg2, data, cfg2.seed), get_teacher(cfg2, data, device),
-                   strategy, seed=cfg2.seed)
-    tr.run_epoch()
-    buf = io.BytesIO()
-    torch.save(tr.state_dict(), buf)
-    (run.path / "state.pt").write_bytes(buf.getvalue())
-    assert cfg.distill.epochs == 1 and not (run.path / "results.json").exists()
-    assert main(["distill", "--resume", str(run.path), "--no-progress", "envs/mnist1d.yaml"]) == 0
-    res = json.loads((run.path / "results.json").read_text())
-    assert res["epochs"] == 2 and res["test_acc"] == full["test_acc"]
+    def boom(self, *a, **k):
+        raise ValueError("shapes (3,) and (4,) not aligned")
+
+    monkeypatch.setattr(trainer.Distiller, "train_step", boom)
+    rc = main(["distill", "envs/mnist1d.yaml", "--out", str(tmp_path / "r"), "--no-progress", *tiny_overrides])
+    err = capsys.readouterr().err
+    assert rc == 1 and "rltemp: internal error: ValueError: shapes (3,) and (4,) not aligned" in err and "--debug" in err
+    assert not (tmp_path / "r" / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_through_the_cli(tmp_path, tiny_overrides):
+    """`rltemp distill --resume DIR` (as the README shows it) after a real kill -9 ends bitwise as an
+    uninterrupted run of the same config does."""
+    import signal
+    import time
+
+    args = [*tiny_overrides, "distill.epochs=40", "seed=5", "--no-progress"]
+    full = tmp_path / "full"
+    assert main(["distill", "envs/mnist1d.yaml", "--out", str(full), *args]) == 0
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "rltemp", "distill", "envs/mnist1d.yaml", "--out", str(out), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "state.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "state.pt").exists() and not (out / "results.json").exists()
+    done = subprocess.run([sys.executable, "-m", "rltemp", "distill", "--resume", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ra, rb = (json.loads((p / "results.json").read_text()) for p in (full, out))
+    assert ra["test_acc"] == rb["test_acc"] and ra["epochs"] == rb["epochs"] == 40 and ra["kd_steps"] == rb["kd_steps"]
+    sa, sb = (torch.load(p / "last.pt", weights_only=True)["model"] for p in (full, out))
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not (out / "state.pt").exists()
+    # a config beside --resume, or resuming a finished run, is a user error that changes nothing
+    for extra, message in ((["envs/mnist1d.yaml"], "give no CONFIG"), ([], "already complete")):
+        again = subprocess.run([sys.executable, "-m", "rltemp", "distill", "--resume", str(out), *extra],
+                               capture_output=True, text=True)
+        assert again.returncode == 2 and message in again.stderr, again.stderr
+    assert json.loads((out / "results.json").read_text()) == rb
 
 
 CIFAR_PAIRS = sorted(p.name for p in Path("envs/cifar100").glob("*-*.yaml") if not p.name.startswith("teacher-"))
@@ -129,6 +158,7 @@ def test_seven_cifar_pairs_exist():
     assert len(CIFAR_PAIRS) == 7
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", CIFAR_PAIRS)
 def test_cifar_presets_run_one_tiny_step_with_published_teacher(tmp_path, preset):
     from rltemp.config import load_config

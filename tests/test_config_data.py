@@ -88,6 +88,9 @@ def test_glyphs_deterministic_and_documented_classes():
     assert d.num_classes == 3 and d.class_names == ["a", "b", "c"]
     with pytest.raises(ConfigError, match="unknown option for dataset 'glyphs'.*did you mean 'noise'"):
         load_dataset(DataConfig(name="glyphs", options={"nois": 0.1}))
+    for key, value in (("size", 100000), ("size", 2), ("train_per_class", 10**6), ("test_per_class", 0)):
+        with pytest.raises(ConfigError, match=rf"data.options.{key} must be an integer in \[\d+, \d+\], got {value}"):
+            load_dataset(DataConfig(name="glyphs", options={key: value}))
 
 
 def test_data_show_writes_png(tmp_path):

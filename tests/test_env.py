@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import ENV_TINY
 
-import rltemp  # noqa: F401  (registers the env)
+import rltemp.envs  # noqa: F401  (registers the env)
 from rltemp.config import load_config
 from rltemp.envs.kd_env import KDTemperatureEnv, action_to_temperature, temperature_to_action
 from rltemp.envs.rewards import CALIBRATIONS

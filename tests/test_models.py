@@ -8,15 +8,11 @@ from rltemp.errors import ConfigError, RltempError, UnknownNameError
 from rltemp.models import build_model, count_params, load_checkpoint, load_state_strict
 from rltemp.models.cifar_zoo import CIFAR_ZOO
 
-LAYOUT = Path(__file__).resolve().parents[1].parent / "shared" / "cifar_zoo_layout.json"
-if not LAYOUT.exists():
-    LAYOUT = Path(__file__).resolve().parents[1] / ".." / "shared" / "cifar_zoo_layout.json"
+LAYOUT = Path(__file__).resolve().parent / "data" / "cifar_zoo_layout.json"  # provenance: tests/data/README.md
 
 
 @pytest.fixture(scope="module")
 def layout():
-    if not LAYOUT.exists():
-        pytest.fail(f"{LAYOUT} is missing: the CIFAR zoo layout file must sit in ../shared/")
     return json.loads(LAYOUT.read_text())["models"]
 
 

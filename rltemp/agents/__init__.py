@@ -1,7 +1,5 @@
-"""SB3 layer: per-instance temperature policies (design B: instances are VecEnv slots), algorithm
-presets, training with checkpoints and resume, weights-only export, and the ``policy:`` strategy.
+"""SB3 layer: per-instance temperature policies (instances are VecEnv slots), algorithm presets,
+training with checkpoints and resume, weights-only export.
 
-The only package besides the CLI that imports stable-baselines3.
+With the CLI's experiments layer above it, the only package that imports stable-baselines3.
 """
-
-from rltemp.agents import transfer  # noqa: F401  (registers the "policy" temperature strategy)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rltemp.config import _build, apply_overrides, read_yaml
+from rltemp.config import apply_overrides, build_dataclass, read_yaml
 from rltemp.errors import ConfigError, did_you_mean
 
 ALGOS = ("ppo", "a2c", "sac")
@@ -86,4 +86,4 @@ def load_agent(path: str | Path | None, overrides: list[str] | None = None) -> A
     raw = read_yaml(path) if path is not None else {}
     stripped = [o.split(".", 1)[1] for o in overrides or []]
     raw = apply_overrides(raw, stripped)
-    return validate_agent(_build(AgentConfig, raw, "agent"))
+    return validate_agent(build_dataclass(AgentConfig, raw, "agent"))

@@ -4,8 +4,11 @@
 ``command.txt``, ``checkpoints/last.pt`` (every ``agent.checkpoint_every`` episodes: SB3's
 parameter and optimiser state dicts plus counters, all tensors/plain values, loaded weights-only on
 ``--resume``), ``policy.pt`` / ``policy.json`` / ``policy.zip`` (see :mod:`rltemp.agents.export`),
-``results.json`` (last) and ``tb/`` (SB3's ``rollout/`` and ``train/`` scalars plus the temperature
-views of :mod:`rltemp.kd.tblog` and ``env/`` reward curves, in one event file).
+``results.json`` (last) and ``tb/``.
+
+Logging has one path: rltemp owns the run's ``SummaryWriter`` (one event file in ``tb/``); SB3's
+logger is pointed at it through :class:`WriterOutput`, so SB3's ``rollout/`` and ``train/`` scalars,
+the temperature views of :mod:`rltemp.kd.tblog` and the ``env/`` reward curves land side by side.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Figure, HParam, KVWriter, Logger
 
 from rltemp.agents.config import AgentConfig, algo_class, load_agent
 from rltemp.agents.export import export_policy
@@ -33,14 +37,40 @@ from rltemp.runs import RunDir
 log = logging.getLogger(__name__)
 
 
-def build_model(agent: AgentConfig, venv: InstanceVecEnv, seed: int, tb: Path | None, device: str):  # noqa: ANN201
+class WriterOutput(KVWriter):
+    """An SB3 logger output that writes into rltemp's run writer (scalars, histograms, figures, hparams)."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...] | None], step: int = 0) -> None:
+        for key, value in key_values.items():
+            excluded = key_excluded.get(key)
+            if excluded is not None and "tensorboard" in excluded:
+                continue
+            if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+                self.writer.add_scalar(key, float(value), step)
+            elif isinstance(value, torch.Tensor | np.ndarray):
+                self.writer.add_histogram(key, value, step)
+            elif isinstance(value, Figure):
+                self.writer.add_figure(key, value.figure, step, close=value.close)
+            elif isinstance(value, HParam):
+                self.writer.add_hparams(value.hparam_dict, value.metric_dict, run_name=".")
+        self.writer.flush()
+
+    def close(self) -> None:  # the writer belongs to the run, which closes it
+        pass
+
+
+def build_model(agent: AgentConfig, venv: InstanceVecEnv, seed: int, writer: Any, device: str):  # noqa: ANN201
+    """The SB3 model for ``agent`` on ``venv``, logging into ``writer`` (a SummaryWriter, or None)."""
     cls = algo_class(agent.algo)
     act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[agent.policy.activation]
     arch = list(agent.policy.net_arch)
     net_arch = {"pi": arch, "qf": arch} if agent.algo == "sac" else {"pi": arch, "vf": arch}
     kwargs = {"net_arch": net_arch, "activation_fn": act, "log_std_init": agent.policy.log_std_init}
-    model = cls("MlpPolicy", venv, policy_kwargs=kwargs, tensorboard_log=str(tb) if tb else None, seed=seed,
-                device=device, verbose=0, **agent.hyperparams)
+    model = cls("MlpPolicy", venv, policy_kwargs=kwargs, seed=seed, device=device, verbose=0, **agent.hyperparams)
+    model.set_logger(Logger(folder=None, output_formats=[WriterOutput(writer)] if writer is not None else []))
     if agent.policy.init_temperature is not None:
         init_mean_temperature(model, agent, venv.env.ecfg.t_min, venv.env.ecfg.t_max)
     return model
@@ -70,25 +100,22 @@ class DecisionLogger(BaseCallback):
     per student epoch (histograms, correct/wrong split, figure every ``figure_every`` epochs) and
     the validation reward curve (``env/``)."""
 
-    def __init__(self, figure_every: int = 10) -> None:
+    def __init__(self, writer: Any, figure_every: int = 10, history: dict[str, list[float]] | None = None) -> None:
         super().__init__()
+        self.writer = writer
         self.figure_every = figure_every
         self._t: list[np.ndarray] = []
         self._conf: list[np.ndarray] = []
         self._ok: list[np.ndarray] = []
         self._ep_reward = 0.0
         self.epochs_logged = 0
-        self.episode_rewards: list[float] = []
-        self.episode_val_acc: list[float] = []
+        history = history or {}  # episodes before a resume
+        self.episode_rewards: list[float] = list(history.get("episode_rewards", []))
+        self.episode_val_acc: list[float] = list(history.get("episode_final_val_acc", []))
         self.all_t: list[np.ndarray] = []  # every temperature, for the run summary
 
-    def _writer(self):  # noqa: ANN202
-        from stable_baselines3.common.logger import TensorBoardOutputFormat
-
-        for f in self.logger.output_formats:
-            if isinstance(f, TensorBoardOutputFormat):
-                return f.writer
-        return None
+    def history(self) -> dict[str, list[float]]:
+        return {"episode_rewards": list(self.episode_rewards), "episode_final_val_acc": list(self.episode_val_acc)}
 
     def _on_step(self) -> bool:
         info = self.locals["infos"][0].get("kd", {})
@@ -99,7 +126,7 @@ class DecisionLogger(BaseCallback):
         self.all_t.append(self._t[-1])
         self._conf.append(info["teacher_confidence"])
         self._ok.append(info["student_correct"])
-        w = self._writer()
+        w = self.writer
         if "val_acc" in info:
             r = float(self.locals["rewards"].mean())
             self._ep_reward += r
@@ -129,9 +156,10 @@ class EpisodeCheckpoint(BaseCallback):
     (atomically; loadable weights-only). Also drives the episode progress bar."""
 
     def __init__(self, path: Path, every: int, total_episodes: int, start_episodes: int, progress: bool,
-                 prior_wall_s: float = 0.0) -> None:
+                 prior_wall_s: float = 0.0, history: Any = None) -> None:
         super().__init__()
         self.path, self.every = path, every
+        self.history = history  # () -> per-episode lists to keep across a resume
         self.episodes = start_episodes
         self.prior_wall_s = prior_wall_s  # training time spent before a resume
         self.t0 = time.perf_counter()
@@ -159,7 +187,8 @@ class EpisodeCheckpoint(BaseCallback):
     def save(self) -> None:
         buf = io.BytesIO()
         torch.save({"params": self.model.get_parameters(), "num_timesteps": int(self.model.num_timesteps),
-                    "episodes": self.episodes, "wall_time_s": self.wall_time_s()}, buf)
+                    "episodes": self.episodes, "wall_time_s": self.wall_time_s(),
+                    "history": self.history() if self.history is not None else {}}, buf)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.path, buf.getvalue())
 
@@ -218,7 +247,10 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
     per_episode = steps_per_episode(env)
     total = agent.episodes * per_episode * venv.num_envs
     device = "cuda" if env.device.type == "cuda" else "cpu"
-    model = build_model(agent, venv, cfg.seed, run.tb, device)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run.tb))
+    model = build_model(agent, venv, cfg.seed, writer, device)
     done_eps = 0
     if ckpt_state is not None:
         model.set_parameters(ckpt_state["params"], exact_match=True, device=device)
@@ -227,15 +259,15 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
         log.info("resuming %s after %d episodes (%d timesteps)", run.path, done_eps, model.num_timesteps)
     # fresh students for the episodes still to run (distinct from those before an interruption)
     venv.seed(cfg.seed + 7919 * done_eps)
-    logger_cb = DecisionLogger()
+    logger_cb = DecisionLogger(writer, history=ckpt_state.get("history") if ckpt_state is not None else None)
     prior_wall = float(ckpt_state.get("wall_time_s", 0.0)) if ckpt_state is not None else 0.0
     ckpt_cb = EpisodeCheckpoint(run.path / "checkpoints" / "last.pt", agent.checkpoint_every, agent.episodes,
-                                done_eps, progress, prior_wall)
+                                done_eps, progress, prior_wall, history=logger_cb.history)
     remaining = agent.episodes - done_eps
     if remaining > 0:
         model.learn(total_timesteps=remaining * per_episode * venv.num_envs,
                     callback=[logger_cb, ckpt_cb, StopAfterEpisodes(remaining)],
-                    reset_num_timesteps=ckpt_state is None, tb_log_name="sb3")
+                    reset_num_timesteps=ckpt_state is None)
     results = {
         "algo": agent.algo, "episodes": agent.episodes, "timesteps": int(model.num_timesteps),
         "kd_steps": agent.episodes * per_episode, "wall_time_s": ckpt_cb.wall_time_s(),
@@ -245,12 +277,10 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
     }
     export_policy(model, policy_meta(cfg, agent, {"episodes": agent.episodes, "kd_steps": results["kd_steps"],
                                                   "wall_time_s": results["wall_time_s"]}), run.path)
-    w = logger_cb._writer()
-    if w is not None:
-        w.add_hparams({"algo": agent.algo, "episodes": agent.episodes, "seed": cfg.seed},
-                      {"hparam/final_val_acc": logger_cb.episode_val_acc[-1] if logger_cb.episode_val_acc else 0.0,
-                       "hparam/wall_time_s": results["wall_time_s"]}, run_name=".")
-        w.flush()
+    writer.add_hparams({"algo": agent.algo, "episodes": agent.episodes, "seed": cfg.seed},
+                       {"hparam/final_val_acc": logger_cb.episode_val_acc[-1] if logger_cb.episode_val_acc else 0.0,
+                        "hparam/wall_time_s": results["wall_time_s"]}, run_name=".")
+    writer.close()
     venv.close()
     run.write_results(results)
     return {**results, "run_dir": str(run.path)}
@@ -289,12 +319,18 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
         save_checkpoint(run.path / "last.pt", d.student, {"arch": e.student_arch, "epoch": d.epoch})
 
     venv = InstanceVecEnv(env, on_episode_end=on_end, auto_reset=False)
-    venv._options = [{"student_seed": cfg.seed, "student": 0}] + [{}] * (venv.num_envs - 1)
-    model = build_model(agent, venv, cfg.seed, run.tb, "cuda" if env.device.type == "cuda" else "cpu")
-    logger_cb = DecisionLogger(figure_every=5)
+    venv.set_options([{"student_seed": cfg.seed, "student": 0}] + [{}] * (venv.num_envs - 1))
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(run.tb))
+    model = build_model(agent, venv, cfg.seed, writer, "cuda" if env.device.type == "cuda" else "cpu")
+    logger_cb = DecisionLogger(writer, figure_every=5)
     t0 = time.perf_counter()
-    model.learn(total_timesteps=steps_per_episode(env) * venv.num_envs + 1,
-                callback=[logger_cb, StopAfterEpisodes(1)], tb_log_name="sb3")
+    try:
+        model.learn(total_timesteps=steps_per_episode(env) * venv.num_envs + 1,
+                    callback=[logger_cb, StopAfterEpisodes(1)])
+    finally:
+        writer.close()
     wall = time.perf_counter() - t0
     export_policy(model, policy_meta(cfg, agent, {"episodes": 1, "mode": "online"}), run.path)
     results = {**finished, "wall_time_s": wall, "method": cfg.distill.temperature, "seed": cfg.seed,

@@ -66,6 +66,11 @@ DEFAULTS = {
 }
 
 
+# Valid ranges: glyphs are rasterised on a 64-px canvas (sizes above 64 add no detail), and the
+# arrays live in memory (110 classes x 5000 x 64 x 64 bytes = 2.3 GB at the upper limits).
+LIMITS = {"size": (4, CANVAS), "train_per_class": (1, 5000), "test_per_class": (1, 5000)}
+
+
 def _font_dir() -> str:
     import matplotlib
 
@@ -168,9 +173,10 @@ def _validate(opts: dict) -> None:
     classes = opts["classes"]
     if not isinstance(classes, str) or len(set(classes)) != len(classes) or len(classes) < 2:
         raise ConfigError("data.options.classes must be a string of at least 2 distinct characters")
-    for key in ("size", "train_per_class", "test_per_class"):
-        if not isinstance(opts[key], int) or opts[key] < 1:
-            raise ConfigError(f"data.options.{key} must be a positive integer, got {opts[key]!r}")
+    for key, (lo, hi) in LIMITS.items():
+        v = opts[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ConfigError(f"data.options.{key} must be an integer in [{lo}, {hi}], got {v!r}")
     if not 0.0 <= float(opts["heldout_fonts"]) < 1.0:
         raise ConfigError(f"data.options.heldout_fonts must be in [0, 1), got {opts['heldout_fonts']}")
     lo, hi = opts["scale"]

@@ -6,7 +6,7 @@ that ``rltemp distill`` uses (no second training loop): a constant action equal 
 ``rltemp distill --temperature fixed:T`` (tested).
 
 - Observation ``Box(0, 1, (B, F), float32)``: the features of the batch the action will apply to
-  (:mod:`rltemp.envs.features`), computed from the logits of the forward pass that the step then
+  (:mod:`rltemp.kd.features`), computed from the logits of the forward pass that the step then
   reuses for its loss.
 - Action ``Box(-1, 1, (B,))`` (or ``(B, 2)`` with ``env.pair``: teacher and student temperature),
   mapped on a log scale: T = exp(log T_min + (a + 1) / 2 · (log T_max − log T_min)). Out-of-range
@@ -23,7 +23,6 @@ that ``rltemp distill`` uses (no second training loop): a constant action equal 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium as gym
@@ -33,24 +32,12 @@ from gymnasium import spaces
 
 from rltemp.config import Config, EnvConfig, ModelConfig, load_config
 from rltemp.data.base import Split
-from rltemp.envs.features import FeatureInput, check_features, compute_features
 from rltemp.envs.rewards import CALIBRATIONS, REWARDS
+from rltemp.kd.features import FeatureInput, check_features, compute_features
 from rltemp.kd.pipeline import get_teacher, prepare
+from rltemp.kd.policy import action_to_temperature, temperature_to_action  # noqa: F401  (re-exported)
 from rltemp.kd.trainer import Distiller, evaluate
 from rltemp.models import build_model
-
-
-def action_to_temperature(action: torch.Tensor, t_min: float, t_max: float) -> torch.Tensor:
-    """Map actions in [-1, 1] to [t_min, t_max] on a log scale (clipping out-of-range values)."""
-    a = action.clamp(-1.0, 1.0)
-    lo, hi = math.log(t_min), math.log(t_max)
-    return torch.exp(lo + (a + 1) / 2 * (hi - lo))
-
-
-def temperature_to_action(t: float, t_min: float, t_max: float) -> float:
-    """Inverse of :func:`action_to_temperature` (for constant-T agents)."""
-    lo, hi = math.log(t_min), math.log(t_max)
-    return 2 * (math.log(t) - lo) / (hi - lo) - 1
 
 
 class KDTemperatureEnv(gym.Env):

@@ -1,8 +1,10 @@
-"""RL-free knowledge distillation: loss, temperature strategies, the Distiller loop, whole runs.
+"""RL-free knowledge distillation: loss, temperature strategies, features, the Distiller loop,
+whole runs, and trained policies at distill time (``policy:``).
 
-This layer imports neither gymnasium nor stable-baselines3.
+This layer imports neither gymnasium nor stable-baselines3 (tested at run time).
 """
 
+from rltemp.kd import policy as _policy  # noqa: F401  (registers the policy: strategy)
 from rltemp.kd.loss import kd_loss
 from rltemp.kd.strategies import STRATEGIES, StrategyContext, TemperatureStrategy, build_strategy, parse_spec
 from rltemp.kd.trainer import Distiller, StepResult, evaluate

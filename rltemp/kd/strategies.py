@@ -96,7 +96,7 @@ def build_strategy(spec: str, ctx: StrategyContext) -> TemperatureStrategy | Non
     return strategy
 
 
-def _bind(spec_name: str, args: list[str], kwargs: dict[str, str], fields: dict[str, Any]) -> dict[str, Any]:
+def bind_args(spec_name: str, args: list[str], kwargs: dict[str, str], fields: dict[str, Any]) -> dict[str, Any]:
     """Bind positional/keyword SPEC arguments to ``fields`` (name -> default; required if ...)."""
     names = list(fields)
     if len(args) > len(names):
@@ -150,7 +150,7 @@ class Fixed(TemperatureStrategy):
 
 @STRATEGIES.register("fixed")
 def _fixed(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
-    p = _bind("fixed", args, kwargs, {"T": ...})
+    p = bind_args("fixed", args, kwargs, {"T": ...})
     _positive("fixed", T=p["T"])
     return Fixed(p["T"])
 
@@ -178,7 +178,7 @@ class Anneal(TemperatureStrategy):
 
 @STRATEGIES.register("anneal")
 def _anneal(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
-    p = _bind("anneal", args, kwargs, {"start": 4.0, "end": 1.0, "shape": "cosine"})
+    p = bind_args("anneal", args, kwargs, {"start": 4.0, "end": 1.0, "shape": "cosine"})
     _positive("anneal", start=p["start"], end=p["end"])
     if p["shape"] not in ("linear", "cosine"):
         raise ConfigError(f"temperature SPEC 'anneal': shape must be linear or cosine, got {p['shape']!r}")
@@ -265,14 +265,14 @@ _CTKD_FIELDS = {"ramp": 10, "lambda_max": 1.0, "start": 1.0, "range": 20.0, "ini
 
 @STRATEGIES.register("ctkd")
 def _ctkd(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
-    p = _bind("ctkd", args, kwargs, _CTKD_FIELDS)
+    p = bind_args("ctkd", args, kwargs, _CTKD_FIELDS)
     _positive("ctkd", range=p["range"])
     return CTKD(p["start"], p["range"], p["init"], p["ramp"], p["lambda_max"])
 
 
 @STRATEGIES.register("ctkd-instance")
 def _ctkd_instance(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
-    p = _bind("ctkd-instance", args, kwargs, {**_CTKD_FIELDS, "hidden": 256})
+    p = bind_args("ctkd-instance", args, kwargs, {**_CTKD_FIELDS, "hidden": 256})
     _positive("ctkd-instance", range=p["range"])
     return CTKDInstance(
         ctx.num_classes, p["hidden"], start=p["start"], t_range=p["range"], init=p["init"], ramp=p["ramp"],
@@ -308,7 +308,7 @@ class DTKD(TemperatureStrategy):
 
 @STRATEGIES.register("dtkd")
 def _dtkd(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
-    p = _bind("dtkd", args, kwargs, {"tau": 4.0})
+    p = bind_args("dtkd", args, kwargs, {"tau": 4.0})
     _positive("dtkd", tau=p["tau"])
     return DTKD(p["tau"])
 
@@ -339,6 +339,15 @@ class LogitStandardization(TemperatureStrategy):
 
 @STRATEGIES.register("ls")
 def _ls(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
-    p = _bind("ls", args, kwargs, {"tau": 2.0})
+    p = bind_args("ls", args, kwargs, {"tau": 2.0})
     _positive("ls", tau=p["tau"])
     return LogitStandardization(p["tau"])
+
+
+@STRATEGIES.register("online")
+def _online(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
+    """``online:AGENT`` is listed here so SPEC errors and ``rltemp list`` know it, but it trains a policy
+    with RL during the run, which this RL-free layer cannot do: :func:`rltemp.experiments.runner.run_method`
+    dispatches it to the agents layer."""
+    raise ConfigError("temperature SPEC 'online:AGENT' learns a policy with RL during the run: run it through "
+                      "`rltemp distill` or `rltemp bench` (rltemp.experiments.runner.run_method)")

@@ -24,6 +24,7 @@ from torch import nn
 
 from rltemp.config import DistillConfig, OptimConfig
 from rltemp.data.base import DataBundle, Split
+from rltemp.errors import ConfigError
 from rltemp.kd.loss import kd_loss
 from rltemp.kd.strategies import TemperatureStrategy
 
@@ -137,7 +138,7 @@ class Distiller:
         self.generator = torch.Generator().manual_seed(seed)
         self.steps_per_epoch = len(data.train) // cfg.batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"batch_size {cfg.batch_size} exceeds the {len(data.train)} training instances")
+            raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {len(data.train)} training instances")
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.epoch = 0
         self.step_count = 0

@@ -5,7 +5,7 @@ CRD (Tian et al., ICLR 2020; the RepDistiller and mdistiller code bases): CIFAR 
 (He et al. 2016) incl. the x4-wide resnet8x4/resnet32x4, Wide ResNets (Zagoruyko & Komodakis
 2016), VGG with batch norm (Simonyan & Zisserman 2015), MobileNetV2 at half width (Sandler et al.
 2018), ShuffleNet V1/V2 (Zhang et al. 2018; Ma et al. 2018) and a CIFAR ResNet-50. Parameter names,
-shapes and counts match ``shared/cifar_zoo_layout.json`` exactly (tested), so
+shapes and counts match ``tests/data/cifar_zoo_layout.json`` (see ``tests/data/README.md``) exactly (tested), so
 ``torch.load(ckpt)["model"]`` loads strictly. Every forward returns logits only.
 """
 

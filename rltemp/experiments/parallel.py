@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -11,30 +11,30 @@ from typing import Any
 from rltemp.config import Config
 
 
-def _distill_cell(cfg: Config, out: str) -> dict[str, Any]:
+def run_cell(cfg: Config, out: str) -> dict[str, Any]:
+    """One cell: its ``results.json`` if complete (never redone), else run it with one torch thread —
+    in a worker or in this process alike, so a cell's numbers do not depend on ``jobs`` (the thread
+    count changes the order of floating-point reductions)."""
     import torch
 
-    import rltemp.agents  # noqa: F401  (registers policy:)
-    from rltemp.kd.pipeline import run_distill
+    from rltemp.experiments.runner import run_method
     from rltemp.runs import read_results
 
-    torch.set_num_threads(1)
     done = read_results(out)
-    if done is not None:  # a complete result is never redone
+    if done is not None:
         return {**done, "run_dir": out}
-    spec = cfg.distill.temperature
-    if spec.startswith("online:"):
-        from rltemp.agents.config import load_agent
-        from rltemp.agents.train import run_online
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_method(cfg, out=out, progress=False)
+    finally:
+        torch.set_num_threads(threads)
 
-        return run_online(cfg, load_agent(spec.split(":", 1)[1]), out=out, progress=False)
-    return run_distill(cfg, out=out, progress=False)
 
-
-def distill_many(cells: list[tuple[Config, str | Path]], jobs: int = 2,
-                 on_done: Callable[[int, dict[str, Any]], None] | None = None,
-                 errors: list[str] | None = None) -> list[dict[str, Any]]:
-    """Distil every ``(config, out_dir)``; results in the order of ``cells``.
+def run_cells(cells: list[tuple[Config, str | Path]], jobs: int = 2,
+              on_done: Callable[[int, dict[str, Any]], None] | None = None,
+              errors: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run every ``(config, out_dir)`` cell; results in the order of ``cells``.
 
     With ``errors`` given, a failing cell is recorded there (``"<dir>: <error>"``) and skipped;
     otherwise the first failure is raised.
@@ -54,16 +54,16 @@ def distill_many(cells: list[tuple[Config, str | Path]], jobs: int = 2,
 
     if jobs <= 1:
         for i, (cfg, out) in enumerate(cells):
-            finish(i, lambda cfg=cfg, out=out: _distill_cell(cfg, str(out)))
+            finish(i, lambda cfg=cfg, out=out: run_cell(cfg, str(out)))
     else:
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_distill_cell, cfg, str(out)): i for i, (cfg, out) in enumerate(cells)}
+            futs = {pool.submit(run_cell, cfg, str(out)): i for i, (cfg, out) in enumerate(cells)}
             for fut in as_completed(futs):
                 finish(futs[fut], fut.result)
     return [r for r in results if r is not None]
 
 
-def iter_progress(total: int, desc: str, progress: bool) -> Iterator[Any]:
+def progress_bar(total: int, desc: str, progress: bool, unit: str = "run") -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit="run", disable=not progress, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, disable=not progress, leave=False)

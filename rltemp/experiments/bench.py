@@ -1,17 +1,20 @@
 """``rltemp bench SUITE``: every (pair, method, seed) cell of a suite, resumable, with honest summaries.
 
-A suite (YAML) lists teacher/student pairs (a preset plus overrides), methods (any temperature SPEC;
+A suite (YAML, or a :class:`Suite` built in code, as the quickstart does) lists teacher/student
+pairs (a preset plus overrides, optionally their own method list), methods (any temperature SPEC;
 ``grid`` = the best of ``fixed:{1,2,4,8}`` chosen per seed on validation; ``policy`` = a policy
-trained once per pair by the ``policy:`` section, then transferred; ``online:AGENT``), and seeds.
+trained once by the ``policy:`` section — per pair, or on the pair named by ``policy.train_on`` and
+transferred to every other pair — then used frozen; ``online:AGENT``), seeds, and the reference
+methods that the paired differences are taken against.
 
 Each cell runs into ``OUT/<pair>/<method>/s<seed>/`` and counts only once its ``results.json``
 exists (written last, atomically), so a second invocation redoes nothing, and a cell whose process
 was killed or failed is simply run again next time; failed cells are reported, never counted.
 
 Outputs: ``results.csv`` / ``results.json`` (one row per cell, ``grid`` rows derived from their four
-runs), ``summary.md`` (per pair: mean ± std, paired differences against ``fixed:4`` and ``grid``
-with 95 % t intervals over the same seeds, wall-time cost columns and the cost accounting),
-``accuracy.png`` (accuracy per method with one dot per seed) and TensorBoard hparams in ``tb/``.
+runs), ``summary.md`` (per pair: mean ± std of last-epoch test and validation accuracy, paired
+differences against each reference with 95 % t intervals over the same seeds, wall time, and the
+cost accounting), ``accuracy.png`` (one dot per seed) and TensorBoard hparams in ``tb/``.
 """
 
 from __future__ import annotations
@@ -22,16 +25,17 @@ import json
 import logging
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rltemp.config import Config, _build, load_config, read_yaml
+from rltemp.config import Config, build_dataclass, load_config, read_yaml
 from rltemp.errors import ConfigError, RltempError
-from rltemp.kd.strategies import StrategyContext, build_strategy
+from rltemp.experiments.stats import mean_std, paired_ci
+from rltemp.kd.strategies import StrategyContext
 from rltemp.paths import atomic_write_bytes
 from rltemp.runs import read_results
-from rltemp.stats import mean_std, paired_ci
 
 log = logging.getLogger(__name__)
 GRID = ["fixed:1", "fixed:2", "fixed:4", "fixed:8"]
@@ -42,12 +46,14 @@ class PairSpec:
     name: str = ""
     config: str = "envs/default.yaml"
     overrides: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)  # empty: the suite's methods
 
 
 @dataclass(frozen=True)
 class PolicySpec:
     agent: str = "agents/ppo.yaml"
     overrides: list[str] = field(default_factory=list)
+    train_on: str = ""  # a pair name: train there once and transfer to every pair; empty: one per pair
 
 
 @dataclass(frozen=True)
@@ -57,29 +63,40 @@ class Suite:
     pairs: list[PairSpec] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     policy: PolicySpec = field(default_factory=PolicySpec)
+    references: list[str] = field(default_factory=lambda: ["fixed:4", "grid"])
+
+    def methods_of(self, pair: PairSpec) -> list[str]:
+        return list(pair.methods or self.methods)
 
 
 def slug(method: str) -> str:
     return method.replace(":", "_").replace(",", "-").replace("/", "-").replace(".yaml", "")
 
 
-def load_suite(path: str | Path) -> Suite:
-    suite = _build(Suite, read_yaml(path), "suite")
-    if not suite.pairs or not suite.methods or not suite.seeds:
-        raise ConfigError(f"{path}: a suite needs pairs, methods and seeds")
+def check_suite(suite: Suite, source: str = "suite") -> Suite:
+    """Fail now on an incomplete suite, bad presets / overrides or bad method SPECs."""
+    from rltemp.experiments.runner import check_method
+
+    if not suite.pairs or not suite.seeds or not all(suite.methods_of(p) for p in suite.pairs):
+        raise ConfigError(f"{source}: a suite needs pairs, methods and seeds")
     names = [p.name for p in suite.pairs]
     if any(not n for n in names) or len(set(names)) != len(names):
-        raise ConfigError(f"{path}: every pair needs a distinct name")
-    for p in suite.pairs:  # fail now on bad presets / overrides / method SPECs
+        raise ConfigError(f"{source}: every pair needs a distinct name")
+    if suite.policy.train_on and suite.policy.train_on not in names:
+        raise ConfigError(f"{source}: policy.train_on names no pair: {suite.policy.train_on!r}; pairs: {', '.join(names)}")
+    for p in suite.pairs:
         cfg = load_config(p.config, p.overrides)
-        for m in suite.methods:
-            if m in ("grid", "policy") or m.startswith("online:"):
-                continue
-            build_strategy(m, StrategyContext(100, cfg.distill.epochs))
+        for m in suite.methods_of(p):
+            if m not in ("grid", "policy"):
+                check_method(m, StrategyContext(100, cfg.distill.epochs))
     return suite
 
 
-def _cell_methods(methods: list[str]) -> list[str]:
+def load_suite(path: str | Path) -> Suite:
+    return check_suite(build_dataclass(Suite, read_yaml(path), "suite"), str(path))
+
+
+def cell_methods(methods: list[str]) -> list[str]:
     """The runs behind the methods: ``grid`` expands to its four fixed-T runs (shared with fixed:4)."""
     out: list[str] = []
     for m in methods:
@@ -90,47 +107,63 @@ def _cell_methods(methods: list[str]) -> list[str]:
 
 
 def run_bench(suite_path: str | Path, out: str | Path, jobs: int = 2, progress: bool = True) -> dict[str, Any]:
+    suite = load_suite(suite_path)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(out) / "suite.yaml", Path(suite_path).read_bytes())
+    return run_suite(suite, out, jobs, progress)
+
+
+def _policy_run(suite: Suite, cfg: Config, pdir: Path, progress: bool) -> dict[str, Any]:
+    """The suite's policy trained into ``pdir`` (resumed if interrupted, reused if complete)."""
+    done = read_results(pdir)
+    if done is not None:
+        return done
     from rltemp.agents.config import load_agent
-    from rltemp.agents.parallel import distill_many, iter_progress
     from rltemp.agents.train import resume_policy, train_policy
+
+    if (pdir / "checkpoints" / "last.pt").exists():
+        return resume_policy(pdir, progress)
+    return train_policy(cfg, load_agent(suite.policy.agent, suite.policy.overrides), out=pdir, progress=progress)
+
+
+def run_suite(suite: Suite, out: str | Path, jobs: int = 2, progress: bool = True,
+              say: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every missing cell of ``suite`` into ``out``; write the tables; return rows and policy runs."""
+    from rltemp.experiments.parallel import progress_bar, run_cells
     from rltemp.kd.pipeline import get_teacher, prepare
 
-    suite = load_suite(suite_path)
+    say = say or log.info
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "suite.yaml", Path(suite_path).read_bytes())
+    configs = {p.name: load_config(p.config, p.overrides) for p in suite.pairs}
+    for p in suite.pairs:  # teachers once, before parallel workers read the cache
+        data, device, _ = prepare(configs[p.name])
+        get_teacher(configs[p.name], data, device, progress)
     policy_runs: dict[str, dict[str, Any]] = {}
+    policy_dirs: dict[str, Path] = {}
+    for p in suite.pairs:
+        if "policy" not in suite.methods_of(p):
+            continue
+        home = suite.policy.train_on or p.name
+        policy_dirs[p.name] = out / home / "policy-training"
+        if home not in policy_runs:
+            say(f"policy for {home}: {suite.policy.agent} {' '.join(suite.policy.overrides)}")
+            policy_runs[home] = _policy_run(suite, configs[home], policy_dirs[p.name], progress)
+        policy_runs[p.name] = policy_runs[home]
     cells: list[tuple[Config, Path]] = []
     keys: list[tuple[str, str, int]] = []
-    for pair in suite.pairs:
-        cfg = load_config(pair.config, pair.overrides)
-        data, device, _ = prepare(cfg)
-        get_teacher(cfg, data, device, progress)  # once, before parallel workers read the cache
-        if "policy" in suite.methods:
-            pdir = out / pair.name / "policy-training"
-            if read_results(pdir) is None:
-                if (pdir / "checkpoints" / "last.pt").exists():
-                    policy_runs[pair.name] = resume_policy(pdir, progress)
-                else:
-                    agent = load_agent(suite.policy.agent, suite.policy.overrides)
-                    policy_runs[pair.name] = train_policy(cfg, agent, out=pdir, progress=progress)
-            else:
-                policy_runs[pair.name] = read_results(pdir) or {}
-        for m in _cell_methods(suite.methods):
-            spec = f"policy:{out / pair.name / 'policy-training'}" if m == "policy" else m
+    for p in suite.pairs:
+        for m in cell_methods(suite.methods_of(p)):
+            spec = f"policy:{policy_dirs[p.name]}" if m == "policy" else m
             for s in suite.seeds:
-                cells.append((cfg.with_temperature(spec, seed=s), out / pair.name / slug(m) / f"s{s}"))
-                keys.append((pair.name, m, s))
+                cells.append((configs[p.name].with_temperature(spec, seed=s), out / p.name / slug(m) / f"s{s}"))
+                keys.append((p.name, m, s))
     todo = [i for i, (_, d) in enumerate(cells) if read_results(d) is None]
-    log.info("%d cells, %d to run", len(cells), len(todo))
-    bar = iter_progress(len(todo), "bench", progress)
+    say(f"{len(cells)} runs, {len(todo)} to do ({jobs} processes)")
+    bar = progress_bar(len(todo), "bench", progress)
     failed: list[str] = []
-
-    def done(_: int, r: dict[str, Any]) -> None:
-        bar.update(1)
-
     try:
-        distill_many([cells[i] for i in todo], jobs, on_done=done, errors=failed)
+        run_cells([cells[i] for i in todo], jobs, on_done=lambda _i, _r: bar.update(1), errors=failed)
     finally:
         bar.close()
     rows = []
@@ -142,18 +175,19 @@ def run_bench(suite_path: str | Path, out: str | Path, jobs: int = 2, progress: 
         rows.append({"pair": pair, "method": m, "seed": s, "test_acc": r["test_acc"], "val_acc": r["val_acc"],
                      "best_val_acc": r["best_val_acc"], "wall_time_s": r["wall_time_s"], "kd_steps": r["kd_steps"],
                      "temperature_mean": t.get("mean"), "temperature_std": t.get("std"), "run_dir": str(d)})
-    rows += _grid_rows(rows, suite)
+    rows += grid_rows(rows, suite)
     write_tables(out, suite, rows, policy_runs)
     if failed:
         raise RltempError(f"{len(failed)} cell(s) failed and were not counted (re-run to retry): {failed[0]}")
     return {"rows": rows, "policy": policy_runs}
 
 
-def _grid_rows(rows: list[dict[str, Any]], suite: Suite) -> list[dict[str, Any]]:
-    if "grid" not in suite.methods:
-        return []
+def grid_rows(rows: list[dict[str, Any]], suite: Suite) -> list[dict[str, Any]]:
+    """Per pair and seed, the fixed-T run with the best last-epoch *validation* accuracy."""
     out = []
     for pair in suite.pairs:
+        if "grid" not in suite.methods_of(pair):
+            continue
         for s in suite.seeds:
             runs = [r for r in rows if r["pair"] == pair.name and r["seed"] == s and r["method"] in GRID]
             if len(runs) < len(GRID):
@@ -165,6 +199,53 @@ def _grid_rows(rows: list[dict[str, Any]], suite: Suite) -> list[dict[str, Any]]
     return out
 
 
+def by_method(rows: list[dict[str, Any]], pair: str) -> dict[str, dict[int, dict[str, Any]]]:
+    by: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        if r["pair"] == pair:
+            by.setdefault(r["method"], {})[r["seed"]] = r
+    return by
+
+
+def pair_table(by: dict[str, dict[int, dict[str, Any]]], order: list[str], references: list[str]) -> list[str]:
+    """Markdown rows: accuracy mean ± std and paired Δ (95 % t interval, ``*`` if it excludes 0)."""
+    refs = [r for r in references if r in by]
+    lines = ["| method | n | test acc % | val acc % | " + " | ".join(f"Δ vs {r}" for r in refs) + " | wall s / run |",
+             "|---|---|---|---|" + "---|" * len(refs) + "---|"]
+    for m in order:
+        seeds = sorted(by[m])
+        tm, ts = mean_std([100 * by[m][s]["test_acc"] for s in seeds])
+        vm, vs = mean_std([100 * by[m][s]["val_acc"] for s in seeds])
+        wall = statistics.mean(by[m][s]["wall_time_s"] for s in seeds)
+        deltas = []
+        for ref in refs:
+            common = [s for s in seeds if s in by[ref]]
+            if m == ref or len(common) < 2:
+                deltas.append("")
+                continue
+            d, h = paired_ci([100 * by[m][s]["test_acc"] for s in common], [100 * by[ref][s]["test_acc"] for s in common])
+            deltas.append(f"{d:+.2f} ± {h:.2f}{' *' if abs(d) > h else ''}")
+        note = " (sum of its 4 runs)" if m == "grid" else ""
+        lines.append(f"| {m} | {len(seeds)} | {tm:.2f} ± {ts:.2f} | {vm:.2f} ± {vs:.2f} | "
+                     + "".join(f"{d} | " for d in deltas) + f"{wall:.1f}{note} |")
+    return lines
+
+
+def summary_lines(suite: Suite, rows: list[dict[str, Any]], policy_runs: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["Last-epoch test accuracy (%), mean ± std over seeds; Δ = paired difference over the same seeds "
+             "with a 95 % t interval. Selection (grid's T) on validation only.", ""]
+    for pair in suite.pairs:
+        by = by_method(rows, pair.name)
+        order = list(dict.fromkeys(m for m in [*suite.methods_of(pair), *GRID] if m in by))
+        lines += [f"## {pair.name} (`{pair.config}` {' '.join(pair.overrides)})", "",
+                  *pair_table(by, order, suite.references)]
+        if "grid" in by:
+            lines += ["", "grid's choice per seed: " + ", ".join(f"s{s}: {by['grid'][s]['chosen']}" for s in sorted(by["grid"]))]
+        lines += ["", *cost_lines(by, policy_runs.get(pair.name)), ""]
+    lines.append("`*`: the 95 % interval excludes zero.")
+    return lines
+
+
 def write_tables(out: Path, suite: Suite, rows: list[dict[str, Any]], policy_runs: dict[str, dict[str, Any]]) -> None:
     cols = ["pair", "method", "seed", "test_acc", "val_acc", "best_val_acc", "wall_time_s", "kd_steps",
             "temperature_mean", "temperature_std", "chosen", "run_dir"]
@@ -174,39 +255,8 @@ def write_tables(out: Path, suite: Suite, rows: list[dict[str, Any]], policy_run
     w.writerows(rows)
     atomic_write_bytes(out / "results.csv", buf.getvalue().encode())
     atomic_write_bytes(out / "results.json", (json.dumps(rows, indent=2) + "\n").encode())
-    lines = [f"# Bench `{suite.name}`", "",
-             "Last-epoch test accuracy (%), mean ± std over seeds; Δ = paired difference over the same seeds "
-             "with a 95 % t interval. Selection (grid's T) on validation only.", ""]
-    for pair in suite.pairs:
-        pr = [r for r in rows if r["pair"] == pair.name]
-        by: dict[str, dict[int, dict[str, Any]]] = {}
-        for r in pr:
-            by.setdefault(r["method"], {})[r["seed"]] = r
-        order = [m for m in [*suite.methods, *GRID] if m in by]
-        order = list(dict.fromkeys(order))
-        lines += [f"## {pair.name} (`{pair.config}` {' '.join(pair.overrides)})", "",
-                  "| method | n | test acc % | Δ vs fixed:4 | Δ vs grid | wall s / run |", "|---|---|---|---|---|---|"]
-        for m in order:
-            seeds = sorted(by[m])
-            acc = [100 * by[m][s]["test_acc"] for s in seeds]
-            tm, ts = mean_std(acc)
-            wall = statistics.mean(by[m][s]["wall_time_s"] for s in seeds)
-            deltas = []
-            for ref in ("fixed:4", "grid"):
-                common = [s for s in seeds if s in by.get(ref, {})]
-                if m == ref or len(common) < 2:
-                    deltas.append("")
-                    continue
-                d, h = paired_ci([100 * by[m][s]["test_acc"] for s in common],
-                                 [100 * by[ref][s]["test_acc"] for s in common])
-                deltas.append(f"{d:+.2f} ± {h:.2f}{' *' if abs(d) > h else ''}")
-            note = " (sum of its 4 runs)" if m == "grid" else ""
-            lines.append(f"| {m} | {len(seeds)} | {tm:.2f} ± {ts:.2f} | {deltas[0]} | {deltas[1]} | {wall:.1f}{note} |")
-        if "grid" in by:
-            lines += ["", "grid's choice per seed: " + ", ".join(f"s{s}: {by['grid'][s]['chosen']}" for s in sorted(by["grid"]))]
-        lines += ["", *cost_lines(by, policy_runs.get(pair.name)), ""]
-    lines.append("`*`: the 95 % interval excludes zero.")
-    atomic_write_bytes(out / "summary.md", ("\n".join(lines) + "\n").encode())
+    text = "\n".join([f"# Bench `{suite.name}`", "", *summary_lines(suite, rows, policy_runs)]) + "\n"
+    atomic_write_bytes(out / "summary.md", text.encode())
     plot(out / "accuracy.png", rows, suite)
     _hparams(out / "tb", rows)
 
@@ -231,7 +281,7 @@ def cost_lines(by: dict[str, dict[int, dict[str, Any]]], policy_run: dict[str, A
     if fixed and pol:
         out.append(f"- transferred-policy distill ÷ fixed:4 distill: **{pol / fixed:.3f}** (goal ≤ 1.03; "
                    "`benchmarks/policy_overhead.py` measures it side by side)")
-    return out
+    return out if len(out) > 1 else []
 
 
 def plot(path: Path, rows: list[dict[str, Any]], suite: Suite) -> None:
@@ -266,3 +316,4 @@ def _hparams(tb: Path, rows: list[dict[str, Any]]) -> None:
             w.add_hparams({"pair": pair, "method": m},
                           {"hparam/test_acc_mean": statistics.mean(acc), "hparam/wall_time_s": statistics.mean(wall)},
                           run_name=f"{pair}-{slug(m)}-{time.time_ns()}")
+
