@@ -1,11 +1,17 @@
-"""Environment overhead: N env steps at a constant action vs. N plain Distiller steps at the same T.
+"""Environment overhead against the plain Distiller, side by side in one process.
 
-    python benchmarks/env_overhead.py [envs/default.yaml] [--steps 600] [--repeats 3]
+    python benchmarks/env_overhead.py [envs/default.yaml] [key=value ...] [--steps 600] [--epochs 6] [--repeats 3]
 
-Both run in this process on the same data and cached teacher, alternating (env, plain, env, ...)
-so machine noise hits both; prints the median times and their ratio (goal <= 1.10). The env
-includes its observation features, its validation-subset rewards every ``env.reward_interval``
-steps and the per-epoch validation that the plain loop does too.
+- ``rltemp/KDSchedule-v0`` (the policy's training env): ``--epochs`` env steps (one epoch each) at a
+  constant action vs. the same number of plain ``Distiller.run_epoch()`` calls (training plus the
+  per-epoch validation that both do) at the same T.
+- ``rltemp/KDTemperature-v0`` (per-instance decisions, the modulator's env): ``--steps`` env steps
+  vs. as many plain ``train_step`` calls; the env adds its features, its validation-subset rewards
+  every ``env.reward_interval`` steps (with ``env.calibration``'s extra work) and the per-epoch
+  validation that the plain loop also does.
+
+Runs alternate (env, plain, env, ...) so machine noise hits both; prints medians and the ratios
+(goals: ≤ 1.10 for the default pair, ≤ 1.05 with the CNN student preset).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import statistics
 import time
 
 import numpy as np
+import torch
 
 
 def main() -> None:
@@ -22,29 +29,50 @@ def main() -> None:
     ap.add_argument("preset", nargs="?", default="envs/default.yaml")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. student.model=cnn2d")
     ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_intermixed_args()
+    torch.set_num_threads(a.threads)
     from rltemp.config import load_config
     from rltemp.envs.kd_env import KDTemperatureEnv, temperature_to_action
+    from rltemp.envs.schedule_env import KDScheduleEnv
     from rltemp.kd.pipeline import build_student_model
     from rltemp.kd.strategies import StrategyContext, build_strategy
     from rltemp.kd.trainer import Distiller
 
-    cfg = load_config(a.preset, a.overrides)
-    env = KDTemperatureEnv(cfg)
-    act = np.full(env.action_space.shape, temperature_to_action(4.0, cfg.env.t_min, cfg.env.t_max), np.float32)
-    times: dict[str, list[float]] = {"env": [], "plain": []}
+    cfg = load_config(a.preset, [*a.overrides, "env.reward_reference="])
+    sched = KDScheduleEnv(cfg)
+    inst = KDTemperatureEnv(cfg)
+    data, teacher = inst.data, inst.teacher
+
+    def plain() -> Distiller:
+        return Distiller(cfg.distill, data, build_student_model(cfg, data, 0), teacher,
+                         build_strategy("fixed:4", StrategyContext(data.num_classes, cfg.distill.epochs)),
+                         seed=0, device=inst.device, teacher_cache=inst._teacher_cache)
+
+    a_sched = np.array([temperature_to_action(4.0, cfg.env.t_min, cfg.env.t_max)], np.float32)
+    a_inst = np.full(inst.action_space.shape, a_sched[0], np.float32)
+    times: dict[str, list[float]] = {k: [] for k in ("schedule env", "plain epochs", "instance env", "plain steps")}
     for _ in range(a.repeats):
-        env.reset(seed=0, options={"student_seed": 0})
+        sched.reset(seed=0, options={"student_seed": 0})
+        t0 = time.perf_counter()
+        for _ in range(a.epochs):
+            sched.step(a_sched)
+        times["schedule env"].append(time.perf_counter() - t0)
+        d = plain()
+        t0 = time.perf_counter()
+        for _ in range(a.epochs):
+            d.run_epoch()
+        times["plain epochs"].append(time.perf_counter() - t0)
+
+        inst.reset(seed=0, options={"student_seed": 0})
         t0 = time.perf_counter()
         for _ in range(a.steps):
-            if env.step(act)[3]:
-                env.reset(seed=0, options={"student_seed": 0})
-        times["env"].append(time.perf_counter() - t0)
-
-        d = Distiller(cfg.distill, env.data, build_student_model(cfg, env.data, 0), env.teacher,
-                      build_strategy("fixed:4", StrategyContext(env.data.num_classes, cfg.distill.epochs)),
-                      seed=0, device=env.device)
+            if inst.step(a_inst)[2]:
+                inst.reset(seed=0, options={"student_seed": 0})
+        times["instance env"].append(time.perf_counter() - t0)
+        d = plain()
         t0 = time.perf_counter()
         n = 0
         while n < a.steps:
@@ -55,13 +83,16 @@ def main() -> None:
                     break
             else:
                 d.end_epoch()
-        times["plain"].append(time.perf_counter() - t0)
-    e, p = statistics.median(times["env"]), statistics.median(times["plain"])
-    print(f"{a.preset}: {a.steps} steps, batch {cfg.distill.batch_size}, reward_interval {cfg.env.reward_interval}, "
-          f"val_subset {cfg.env.val_subset}, {len(env.features)} features")
-    print(f"env steps:   {e:.3f} s ({1e3 * e / a.steps:.2f} ms/step)")
-    print(f"plain steps: {p:.3f} s ({1e3 * p / a.steps:.2f} ms/step)")
-    print(f"ratio env / plain: {e / p:.3f}")
+        times["plain steps"].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"{a.preset} {' '.join(a.overrides)}: student {cfg.student.model} {cfg.student.options}, batch "
+          f"{cfg.distill.batch_size}, {a.threads} thread(s), median of {a.repeats}")
+    print(f"  schedule env: {a.epochs} epochs {med['schedule env']:.3f} s vs plain {med['plain epochs']:.3f} s: "
+          f"ratio {med['schedule env'] / med['plain epochs']:.3f}")
+    print(f"  instance env: {a.steps} steps {1e3 * med['instance env'] / a.steps:.2f} ms/step vs plain "
+          f"{1e3 * med['plain steps'] / a.steps:.2f} ms/step: ratio {med['instance env'] / med['plain steps']:.3f} "
+          f"({len(inst.features)} features, reward every {cfg.env.reward_interval} steps on {len(inst.val_subset)} "
+          f"validation instances, calibration {cfg.env.calibration})")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", default="agents/ppo.yaml", help="agent preset (agents/ppo.yaml, a2c.yaml, sac.yaml)")
     p.add_argument("--out", default=None, help="run folder (default: runs/train-policy-<name>-<timestamp>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
+    p.add_argument("--jobs", "--workers", type=int, default=2, dest="jobs",
+                   help="students trained at once: worker processes, or Ray actors (default 2)")
+    p.add_argument("--backend", choices=["process", "ray"], default="process",
+                   help="where the students run: worker processes here (default) or Ray actors")
+    p.add_argument("--address", default=None, help="with --backend ray: the cluster to join (e.g. auto); "
+                                                   "default: start a local Ray and shut it down after")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     p = sub.add_parser("quickstart", help="the whole story on the built-in default, in minutes",
@@ -80,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "complete cells are skipped, so an interrupted bench resumes. Writes results.csv, "
                                    "results.json, summary.md, accuracy.png and tb/.")
     p.add_argument("suite", help="suite YAML, e.g. benchmarks/suites/default.yaml")
-    p.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
+    p.add_argument("--jobs", type=int, default=2, help="parallel processes, or CPUs of a local Ray (default 2)")
+    p.add_argument("--backend", choices=["process", "ray"], default="process",
+                   help="where cells run: worker processes here (default) or Ray tasks")
+    p.add_argument("--address", default=None, help="with --backend ray: the cluster to join (e.g. auto); "
+                                                   "default: start a local Ray and shut it down after")
     p.add_argument("--out", default=None, help="output folder (default: runs/bench-<suite name>)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -149,7 +159,8 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     from rltemp.config import load_config
 
     if args.resume:
-        res = resume_policy(args.resume, progress=not args.no_progress)
+        res = resume_policy(args.resume, progress=not args.no_progress, jobs=args.jobs, backend=args.backend,
+                            address=args.address)
     else:
         if not args.config:
             raise RltempError("train-policy needs a CONFIG (e.g. envs/default.yaml) or --resume RUN_DIR")
@@ -157,7 +168,8 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         cfg_over = [o for o in args.overrides if not o.startswith("agent.")]
         cfg = load_config(args.config, cfg_over)
         agent = load_agent(args.agent, agent_over)
-        res = train_policy(cfg, agent, out=args.out, progress=not args.no_progress)
+        res = train_policy(cfg, agent, out=args.out, progress=not args.no_progress, jobs=args.jobs,
+                           backend=args.backend, address=args.address)
     print(f"policy {res['algo']}: {res['episodes']} episodes, {res['kd_steps']} KD steps, "
           f"{res['wall_time_s']:.1f}s -> {res['run_dir']} (use --temperature policy:{res['run_dir']})")
     return 0
@@ -175,7 +187,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from rltemp.experiments.bench import load_suite, run_bench
 
     out = args.out or f"runs/bench-{load_suite(args.suite).name}"
-    run_bench(args.suite, out, jobs=args.jobs, progress=not args.no_progress)
+    run_bench(args.suite, out, jobs=args.jobs, progress=not args.no_progress, backend=args.backend,
+              address=args.address)
     print((__import__("pathlib").Path(out) / "summary.md").read_text())
     print(f"-> {out}/summary.md, results.csv, accuracy.png; tensorboard --logdir {out}")
     return 0

@@ -85,13 +85,26 @@ class DistillConfig(OptimConfig):
     ce_weight: float = 0.1
     kd_weight: float = 0.9
     temperature: str = "fixed:4"
+    # the distillation loss the temperatures enter: kd (Hinton et al. 2015) or dkd (Decoupled KD,
+    # Zhao et al. 2022: ce_weight · CE + min(epoch / warmup, 1) · (dkd_alpha · TCKD + dkd_beta · NCKD),
+    # kd_weight unused; warmup in epochs of the reference 240-epoch recipe, scaled by epochs / 240)
+    loss: str = "kd"
+    dkd_alpha: float = 1.0
+    dkd_beta: float = 8.0
+    dkd_warmup: float = 20.0
 
     def validate(self, path: str) -> None:
         super().validate(path)
-        for key in ("ce_weight", "kd_weight"):
+        for key in ("ce_weight", "kd_weight", "dkd_alpha", "dkd_beta", "dkd_warmup"):
             v = getattr(self, key)
             if not (v >= 0 and math.isfinite(v)):
                 raise ConfigError(f"{path}.{key} must be a finite number >= 0, got {v}")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"{path}.loss: unknown loss {self.loss!r}{did_you_mean(self.loss, LOSSES)}; "
+                              f"valid: {', '.join(LOSSES)}")
+
+
+LOSSES = ("kd", "dkd")
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,9 @@ class TeacherConfig(ModelConfig):
 
     train: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0  # the cached teacher is shared by all student seeds
+    # dataset options for the teacher's own training data, over data.options (e.g. {role: teacher}
+    # for a dataset that gives the teacher a larger, disjoint training subset); empty: the student's data
+    data_options: dict[str, Any] = field(default_factory=dict)
 
 
 DEFAULT_ENV_FEATURES = [
@@ -117,22 +133,39 @@ DEFAULT_ENV_FEATURES = [
 ]
 
 
+DEFAULT_SCHEDULE_FEATURES = ["progress", "last_val_acc"]
+
+
 @dataclass(frozen=True)
 class EnvConfig:
-    """The KD environment (see :mod:`rltemp.envs.kd_env`)."""
+    """The KD environments (see :mod:`rltemp.envs`): the schedule env (one decision per epoch) and
+    the instance env (one decision per instance and KD step)."""
 
-    features: list[str] = field(default_factory=lambda: list(DEFAULT_ENV_FEATURES))
+    # shared
     t_min: float = 1.0
     t_max: float = 10.0
+    reward: str = "val_acc"  # validation signal whose gain is rewarded: val_acc | val_loss
+    reward_scale: float = 100.0
+    students: list[ModelConfig] = field(default_factory=list)  # empty: the config's student
+    # the training students' seeds (never the benchmarks' held-out 0..999); empty: a fresh seed per episode
+    seeds: list[int] = field(default_factory=lambda: list(range(1000, 1016)))
+    # for ablations only: report the end of the epoch budget as a time-limit truncation (SB3 then
+    # bootstraps the last reward with the value of the final observation); it is a termination
+    end_as_truncation: bool = False
+    # schedule env (rltemp/KDSchedule-v0)
+    schedule_features: list[str] = field(default_factory=lambda: list(DEFAULT_SCHEDULE_FEATURES))
+    # reward the gain over this SPEC's run of the same student (computed once per student, cached); "": raw gain
+    reward_reference: str = "fixed:4"
+    # instance env (rltemp/KDTemperature-v0)
+    features: list[str] = field(default_factory=lambda: list(DEFAULT_ENV_FEATURES))
     pair: bool = False
     default_temperature: float = 4.0
-    reward: str = "val_loss"  # gain in -validation loss; "val_acc" is the alternative (see benchmarks/RESULTS.md)
-    reward_scale: float = 100.0
     reward_interval: int = 20
     val_subset: int = 1000
     calibration: str = "uniform"
-    students: list[ModelConfig] = field(default_factory=list)  # empty: the config's student
-    seeds: list[int] = field(default_factory=list)  # empty: drawn from [1000, 2^31) by the env's RNG
+    credit_scale: float = 1.0  # influence calibration: weight of the per-instance alignment term
+    base_policy: str = ""  # a policy whose schedule sets the base T; the action then modulates it per instance
+    max_multiplier: float = 2.0  # modulation range: T_i in [T / max_multiplier, T * max_multiplier]
 
     def validate(self, path: str) -> None:
         if not (0 < self.t_min < self.t_max and math.isfinite(self.t_max)):
@@ -143,6 +176,12 @@ class EnvConfig:
             raise ConfigError(f"{path}.reward_interval must be >= 1, got {self.reward_interval}")
         if self.val_subset < 1:
             raise ConfigError(f"{path}.val_subset must be >= 1, got {self.val_subset}")
+        if not (self.max_multiplier >= 1 and math.isfinite(self.max_multiplier)):
+            raise ConfigError(f"{path}.max_multiplier must be a finite number >= 1, got {self.max_multiplier}")
+        if not (self.credit_scale >= 0 and math.isfinite(self.credit_scale)):
+            raise ConfigError(f"{path}.credit_scale must be a finite number >= 0, got {self.credit_scale}")
+        if self.base_policy and self.pair:
+            raise ConfigError(f"{path}.pair cannot be combined with {path}.base_policy (a modulator sets one T per instance)")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Run folders: ``runs/<command>-<name>-<timestamp>/`` with ``config.yaml``, ``command.txt``,
-``results.json`` (written last, atomically: a folder without it is not a finished run), ``tb/``."""
+``results.json`` (written last, atomically: a folder without it is not a finished run) and the
+TensorBoard event file, in the folder itself — so ``tensorboard --logdir`` on a bench or quickstart
+folder names each run by its path there (``seen/policy/s0``)."""
 
 from __future__ import annotations
 
@@ -41,7 +43,8 @@ class RunDir:
 
     @property
     def tb(self) -> Path:
-        return self.path / "tb"
+        """Where the run's TensorBoard events go: the run folder itself."""
+        return self.path
 
     def write_results(self, results: dict[str, Any]) -> None:
         atomic_write_bytes(self.path / "results.json", (json.dumps(results, indent=2) + "\n").encode())

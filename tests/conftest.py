@@ -27,6 +27,25 @@ def tiny_overrides() -> list[str]:
     return list(TINY)
 
 
+SCHEDULE_TINY = ["agent.episodes=4", "agent.episodes_per_rollout=1"]
+MODULATOR_TINY = ["agent.modulator.episodes=1", "agent.modulator.hyperparams.n_steps=8",
+                  "agent.modulator.hyperparams.batch_size=64", "agent.modulator.hyperparams.n_epochs=2"]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, _cache):
+    """One tiny two-stage PPO policy (schedule + modulator, influence credit) trained on mnist1d."""
+    from rltemp.agents.config import load_agent
+    from rltemp.agents.train import train_policy
+    from rltemp.config import load_config
+
+    out = tmp_path_factory.mktemp("policy")
+    cfg = load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.calibration=influence"])
+    res = train_policy(cfg, load_agent("agents/ppo.yaml", [*SCHEDULE_TINY, *MODULATOR_TINY]), out=out,
+                       progress=False, jobs=1)
+    return out, res
+
+
 def write_fake_cifar(root: Path, name: str = "cifar100", n_train: int = 200, n_test: int = 64, seed: int = 0) -> Path:
     """Write a tiny dataset in the official CIFAR 'python version' on-disk format."""
     rng = np.random.default_rng(seed)

@@ -1,7 +1,5 @@
-import base64
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -17,28 +15,17 @@ from conftest import ENV_TINY as TINY
 from rltemp.agents.config import load_agent
 from rltemp.errors import ConfigError
 
-AGENT_TINY = ["agent.hyperparams.n_steps=8", "agent.hyperparams.batch_size=64", "agent.hyperparams.n_epochs=2"]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One tiny PPO policy trained on mnist1d, shared by the transfer tests."""
-    from rltemp.agents.train import train_policy
-    from rltemp.config import load_config
-
-    out = tmp_path_factory.mktemp("policy")
-    cfg = load_config("envs/mnist1d.yaml", TINY)
-    res = train_policy(cfg, load_agent("agents/ppo.yaml", ["agent.episodes=2", *AGENT_TINY]), out=out, progress=False)
-    return out, res
-
 
 def test_agent_presets_load_and_validate():
     for name in ("ppo", "a2c", "sac"):
-        assert load_agent(f"agents/{name}.yaml").algo == name
+        agent = load_agent(f"agents/{name}.yaml")
+        assert agent.algo == name and agent.hyperparams["gamma"] >= 0.999  # credit crosses the episode
     with pytest.raises(ConfigError, match="learning_rat.*did you mean 'learning_rate'"):
         load_agent("agents/ppo.yaml", ["agent.hyperparams.learning_rat=0.1"])
-    with pytest.raises(ConfigError, match="n_steps must be like"):
-        load_agent("agents/ppo.yaml", ["agent.hyperparams.n_steps=fast"])
+    with pytest.raises(ConfigError, match="batch_size must be like"):
+        load_agent("agents/ppo.yaml", ["agent.hyperparams.batch_size=fast"])
+    with pytest.raises(ConfigError, match="n_steps is set by rltemp"):
+        load_agent("agents/ppo.yaml", ["agent.hyperparams.n_steps=10"])
     with pytest.raises(ConfigError, match="unknown algorithm 'ppp'"):
         load_agent("agents/ppo.yaml", ["agent.algo=ppp"])
     with pytest.raises(ConfigError, match="agent.episodes must be >= 1"):
@@ -47,63 +34,83 @@ def test_agent_presets_load_and_validate():
 
 def test_train_policy_writes_run_folder_and_tensorboard(trained):
     out, res = trained
-    for f in ("policy.zip", "policy.pt", "policy.json", "config.yaml", "agent.yaml", "command.txt",
-              "results.json", "checkpoints/last.pt"):
+    for f in ("policy.pt", "policy.json", "schedule.zip", "modulator.zip", "schedule/policy.json", "config.yaml",
+              "agent.yaml", "command.txt", "results.json", "checkpoints/last.pt"):
         assert (out / f).is_file(), f
     meta = json.loads((out / "policy.json").read_text())
-    assert meta["algo"] == "ppo" and meta["features"][:2] == ["p_t_true", "p_s_true"] and meta["t_max"] == 10.0
+    assert meta["format"] == "rltemp-policy/2" and meta["schedule"]["features"] == ["progress", "last_val_acc"]
+    assert meta["modulator"]["calibration"] == "influence" and meta["modulator"]["features"][:2] == ["p_t_true", "p_s_true"]
     assert set(meta["versions"]) == {"rltemp", "torch", "stable_baselines3", "gymnasium"}
-    assert res["episodes"] == 2 and len(res["episode_rewards"]) == 2
+    fp = meta["fingerprint"]
+    assert len(fp["schedule"]) == 4 and 0 < fp["test_acc"] < 1 and fp["temperature"]["std"] > 0  # modulated per instance
+    assert res["episodes"] == 4 and len(res["episode_returns"]) == 4 and len(res["modulator_episode_returns"]) == 1
+    for ep in res["schedule_episodes"]:
+        assert len(ep["temperature"]) == len(ep["temperature_deterministic"]) == 2  # TINY: 2 epochs
+        assert all(1.0 <= t <= 10.0 for t in ep["temperature"] + ep["temperature_deterministic"])
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    tags = {"scalars": set(), "histograms": set(), "images": set()}
-    plugins = set()
-    for d in {p.parent for p in (out / "tb").rglob("events.out.tfevents.*")}:
-        ea = EventAccumulator(str(d), size_guidance={"images": 0, "histograms": 0, "scalars": 0})
-        ea.Reload()
-        for k in tags:
-            tags[k] |= set(ea.Tags()[k])
-        plugins |= set(ea.PluginAssets("hparams") or []) | ({"hparams"} if ea.PluginTagToContent("hparams") else set())
-    assert {"rollout/ep_rew_mean", "train/value_loss", "train/approx_kl"} <= tags["scalars"]
-    assert {"kd/temperature_correct_mean", "kd/temperature_wrong_mean", "env/val_acc", "env/episode_reward",
-            "hparam/final_val_acc"} <= tags["scalars"]
-    assert "kd/temperature" in tags["histograms"] and "kd/temperature_vs_confidence" in tags["images"]
-    assert "hparams" in plugins
+    events = list(out.glob("events.out.tfevents.*"))
+    assert len(events) == 1  # one writer per run: SB3's scalars and ours in one event file
+    ea = EventAccumulator(str(out), size_guidance={"scalars": 0, "histograms": 0, "images": 0})
+    ea.Reload()
+    tags = ea.Tags()
+    assert {"rollout/ep_rew_mean", "train/value_loss", "train/approx_kl", "train_schedule/episode_return",
+            "train_schedule/T_first_epoch_deterministic", "train_schedule/T_first_epoch_sampled",
+            "env/episode_reward", "kd/temperature_correct_mean"} <= set(tags["scalars"])
+    assert "kd/temperature" in tags["histograms"]
 
 
-def test_policy_is_per_instance_equivariant_and_batch_size_free(trained):
-    from stable_baselines3 import PPO
-
+def test_modulator_is_per_instance_equivariant_and_batch_size_free(trained):
+    from rltemp.kd.features import FeatureInput
     from rltemp.kd.policy import load_policy
 
     out, _ = trained
-    net, meta = load_policy(out)
+    policy = load_policy(out)
     g = torch.Generator().manual_seed(0)
-    obs = torch.rand(128, len(meta["features"]), generator=g)
+    zs, zt = torch.randn(128, 10, generator=g), 3 * torch.randn(128, 10, generator=g)
+    y = torch.randint(0, 10, (128,), generator=g)
     perm = torch.randperm(128, generator=g)
-    a = net(obs)
-    assert torch.allclose(net(obs[perm]), a[perm])
-    assert torch.allclose(net(obs[:32]), a[:32])  # batch size 32 acts like 128
-    # the exported actor equals SB3's deterministic policy on the same rows
-    model = PPO("MlpPolicy", _vec_for(out), policy_kwargs={"net_arch": {"pi": [64, 64], "vf": [64, 64]},
-                                                          "activation_fn": torch.nn.Tanh}, device="cpu")
-    with zipfile.ZipFile(out / "policy.zip") as z:
-        model.policy.load_state_dict(torch.load(__import__("io").BytesIO(z.read("policy.pth")), weights_only=True))
-    sb3_actions, _ = model.predict(obs.numpy(), deterministic=True)
-    assert np.allclose(sb3_actions, a.detach().numpy(), atol=1e-5)
-    sb3_perm, _ = model.predict(obs[perm].numpy(), deterministic=True)
-    assert np.allclose(sb3_perm, sb3_actions[perm.numpy()], atol=1e-6)
+    t = policy.temperatures(4.0, FeatureInput(zs, zt, y, 0.5, 0.3, 1.0))
+    tp = policy.temperatures(4.0, FeatureInput(zs[perm], zt[perm], y[perm], 0.5, 0.3, 1.0))
+    assert torch.allclose(tp, t[perm]) and t.std() > 0
+    assert torch.exp(torch.log(t).mean()) == pytest.approx(4.0, rel=1e-4)  # centred: T_sched is the geometric mean
+    t32 = policy.temperatures(4.0, FeatureInput(zs[:32], zt[:32], y[:32], 0.5, 0.3, 1.0))
+    assert t32.shape == (32,) and ((t32 >= 2.0 - 1e-5) & (t32 <= 8.0 + 1e-5)).all()  # within max_multiplier = 2
+    # the exported heads equal SB3's deterministic policies on the same rows
+    from stable_baselines3 import PPO
+
+    for name, obs_dim in (("schedule", 2), ("modulator", len(policy.instance_features))):
+        with zipfile.ZipFile(out / f"{name}.zip") as z:
+            state = torch.load(__import__("io").BytesIO(z.read("policy.pth")), weights_only=True)
+        head = getattr(policy, name)
+        obs = torch.rand(16, obs_dim, generator=g)
+        ours = head(obs)
+        arch = [32, 32] if name == "schedule" else [64, 64]
+        import gymnasium
+
+        model = PPO("MlpPolicy", _DummyVec(obs_dim), policy_kwargs={"net_arch": {"pi": arch, "vf": arch},
+                                                                    "activation_fn": torch.nn.Tanh}, device="cpu",
+                    use_sde=name == "schedule")  # agents/ppo.yaml explores the schedule with gSDE
+        model.policy.load_state_dict(state)
+        sb3, _ = model.predict(obs.numpy(), deterministic=True)
+        assert np.allclose(sb3, ours.numpy(), atol=1e-5), name
+        del gymnasium
 
 
-def _vec_for(out):
-    from rltemp.agents.vec_env import InstanceVecEnv
-    from rltemp.config import load_config
-    from rltemp.envs.kd_env import KDTemperatureEnv
+def _DummyVec(obs_dim):  # noqa: N802 - a VecEnv with the right spaces, never stepped
+    import gymnasium
+    from stable_baselines3.common.vec_env import DummyVecEnv
 
-    return InstanceVecEnv(KDTemperatureEnv(load_config(out / "config.yaml")))
+    class Spaces(gymnasium.Env):
+        observation_space = gymnasium.spaces.Box(0, 1, (obs_dim,), np.float32)
+        action_space = gymnasium.spaces.Box(-1, 1, (1,), np.float32)
+
+    return DummyVecEnv([Spaces])
 
 
-def test_transfer_to_unseen_architecture_and_dataset(trained, tmp_path):
+def test_transfer_to_unseen_architecture_and_dataset_matches_env(trained, tmp_path):
+    """`distill -T policy:` on another dataset and architecture; and its decisions equal the
+    environment's for the same policy and student (export -> transfer parity)."""
     from rltemp.cli import main
 
     out, _ = trained
@@ -114,9 +121,31 @@ def test_transfer_to_unseen_architecture_and_dataset(trained, tmp_path):
     assert rc == 0
     res = json.loads((run / "results.json").read_text())
     assert 0 < res["test_acc"] < 1 and 1.0 <= res["temperature"]["min"] <= res["temperature"]["max"] <= 10.0
-    run2 = tmp_path / "z"
-    assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{out / 'policy.zip'}", "--out", str(run2),
-                 "--no-progress", *TINY, "seed=11"]) == 0
+    assert len(res["schedule"]) == 2
+    # parity: the schedule env, stepped with the policy's own schedule head and its modulator, trains the
+    # very same student as `distill -T policy:` does
+    d = tmp_path / "d"
+    assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{out}", "--out", str(d), "--no-progress", *TINY,
+                 "seed=11"]) == 0
+    ref = json.loads((d / "results.json").read_text())
+    from rltemp.config import load_config
+    from rltemp.envs.schedule_env import KDScheduleEnv
+    from rltemp.kd.features import GlobalState
+    from rltemp.kd.policy import load_policy, temperature_to_action
+
+    policy = load_policy(out)
+    env = KDScheduleEnv(load_config("envs/mnist1d.yaml", [*TINY, f"env.base_policy={out}"]))
+    env.reset(seed=0, options={"student_seed": 11})
+    done, temps = False, []
+    while not done:
+        dd = env.distiller
+        t = policy.schedule_temperature(GlobalState(dd.progress, dd.last_val_acc, dd.loss_ema))
+        _, _, done, _, info = env.step(np.array([temperature_to_action(t, 1.0, 10.0)], np.float32))
+        temps.append(info["temperature"])
+    assert temps == pytest.approx(ref["schedule"], rel=1e-5)
+    last = torch.load(d / "last.pt", weights_only=True)["model"]
+    for k, v in env.distiller.student.state_dict().items():
+        assert torch.allclose(v, last[k], atol=1e-5), k
 
 
 @pytest.mark.slow
@@ -126,17 +155,26 @@ def test_incompatible_policy_fails_with_one_line(trained, tmp_path):
     bad.mkdir()
     meta = json.loads((out / "policy.json").read_text())
     (bad / "policy.pt").write_bytes((out / "policy.pt").read_bytes())
-    for change, message in (({"features": meta["features"] + ["brightness"]}, "features this rltemp does not have"),
-                            ({"features": meta["features"][:3]}, "does not match its description")):
+    cases = (({"modulator": {**meta["modulator"], "features": meta["modulator"]["features"] + ["brightness"]}},
+              "modulator features this rltemp does not have"),
+             ({"modulator": {**meta["modulator"], "features": meta["modulator"]["features"][:3]}},
+              "does not match its description"),
+             ({"format": "rltemp-policy/1"}, "must be retrained"))
+    for change, message in cases:
         (bad / "policy.json").write_text(json.dumps({**meta, **change}))
         proc = subprocess.run([sys.executable, "-m", "rltemp", "distill", "envs/mnist1d.yaml", "-T", f"policy:{bad}",
                                "--out", str(tmp_path / "r"), *TINY], capture_output=True, text=True)
-        assert proc.returncode == 2 and message in proc.stderr
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "r" / "results.json").exists()
 
 
-def test_tampered_policy_zip_is_not_executed(trained, tmp_path):
+def test_sb3_zips_are_never_unpickled(trained, tmp_path):
+    """A payload planted in the SB3 zip beside the policy does not run at transfer (SB3's own load would)."""
+    import base64
+    import pickle
+    import shutil
+
     out, _ = trained
     marker = tmp_path / "owned"
 
@@ -144,8 +182,9 @@ def test_tampered_policy_zip_is_not_executed(trained, tmp_path):
         def __reduce__(self):
             return (os.system, (f"touch {marker}",))
 
-    zpath = tmp_path / "policy.zip"
-    with zipfile.ZipFile(out / "policy.zip") as src, zipfile.ZipFile(zpath, "w") as dst:
+    pol = tmp_path / "pol"
+    shutil.copytree(out, pol, ignore=shutil.ignore_patterns("events.out.*", "checkpoints"))
+    with zipfile.ZipFile(out / "schedule.zip") as src, zipfile.ZipFile(pol / "schedule.zip", "w") as dst:
         for item in src.namelist():
             data = src.read(item)
             if item == "data":
@@ -155,54 +194,82 @@ def test_tampered_policy_zip_is_not_executed(trained, tmp_path):
             dst.writestr(item, data)
     from rltemp.cli import main
 
-    assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{zpath}", "--out", str(tmp_path / "r"),
+    assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{pol}", "--out", str(tmp_path / "r"),
                  "--no-progress", *TINY]) == 0
     assert not marker.exists()
-    # control: SB3's own loader would have run the payload
     from stable_baselines3 import PPO
 
-    try:
-        PPO.load(zpath, device="cpu")
+    try:  # control: SB3's own loader runs the payload
+        PPO.load(pol / "schedule.zip", device="cpu")
     except Exception:  # noqa: BLE001 - the payload returns an int, not a class
         pass
     assert marker.exists()
 
 
 @pytest.mark.slow
-def test_resume_after_kill_9(tmp_path):
+def test_kill_9_then_resume_restores_parameters_and_optimiser(tmp_path):
+    from rltemp.agents.train import build_model, restore
+    from rltemp.config import load_config
+
     out = tmp_path / "p"
     cmd = [sys.executable, "-m", "rltemp", "train-policy", "envs/mnist1d.yaml", *TINY, "distill.epochs=3",
-           "agent.episodes=40", *AGENT_TINY, "--out", str(out), "--no-progress"]
+           "agent.episodes=60", "agent.episodes_per_rollout=1", "--jobs", "1", "--out", str(out), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ck = out / "checkpoints" / "last.pt"
     deadline = time.time() + 120
     while not ck.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert ck.exists() and not (out / "results.json").exists()
     saved = torch.load(ck, weights_only=True)
-    assert 1 <= saved["episodes"] < 40
-    done = subprocess.run([sys.executable, "-m", "rltemp", "train-policy", "--resume", str(out), "--no-progress"],
-                          capture_output=True, text=True, timeout=300)
+    assert saved["stage"] == "schedule" and 1 <= saved["episodes"] < 60
+    # what --resume does first: the checkpoint's parameters and Adam state, tensor for tensor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rltemp.agents.train import _schedule_env_factory
+
+    cfg = load_config(out / "config.yaml")
+    agent = load_agent(out / "agent.yaml")
+    venv = DummyVecEnv([_schedule_env_factory(cfg.to_dict(), [], None)])
+    model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=3)
+    restore(model, saved, "cpu")
+    for k, v in saved["params"]["policy"].items():
+        assert torch.equal(model.policy.state_dict()[k], v), k
+    opt = model.policy.optimizer.state_dict()
+    ref = saved["params"]["policy.optimizer"]
+    assert opt["state"].keys() == ref["state"].keys() and len(opt["state"]) > 0
+    for i, st in ref["state"].items():
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(torch.as_tensor(opt["state"][i][name]), torch.as_tensor(st[name])), (i, name)
+    assert model.num_timesteps == saved["num_timesteps"]
+    venv.close()
+    done = subprocess.run([sys.executable, "-m", "rltemp", "train-policy", "--resume", str(out), "--jobs", "1",
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     res = json.loads((out / "results.json").read_text())
-    assert res["resumed_from_episode"] >= saved["episodes"] and res["timesteps"] == res["total_timesteps_planned"]
+    assert res["resumed"] and len(res["episode_returns"]) == res["episodes"] == 60  # the whole run, not the tail
     assert res["wall_time_s"] > saved["wall_time_s"] > 0  # time before the kill is counted
-    assert len(res["episode_rewards"]) == len(res["episode_final_val_acc"]) == 40  # the whole run, not the tail
     assert (out / "policy.json").exists()
 
 
-def test_online_mode_learns_during_one_run_and_saves_policy(tmp_path):
+def test_online_mode_learns_the_modulator_during_one_run(trained, tmp_path):
     from rltemp.cli import main
 
-    out = tmp_path / "o"
-    assert main(["distill", "envs/mnist1d.yaml", "-T", "online:agents/ppo.yaml", "--out", str(out), "--no-progress",
+    out, _ = trained
+    o = tmp_path / "o"
+    agent_yaml = tmp_path / "agent.yaml"
+    agent_yaml.write_text(Path("agents/ppo.yaml").read_text().replace("schedule: default", f"schedule: {out}")
+                          .replace("n_steps: 20", "n_steps: 8"))
+    assert main(["distill", "envs/mnist1d.yaml", "-T", f"online:{agent_yaml}", "--out", str(o), "--no-progress",
                  *TINY]) == 0
-    res = json.loads((out / "results.json").read_text())
-    assert 0 < res["test_acc"] < 1 and res["epochs"] == 2 and res["method"] == "online:agents/ppo.yaml"
-    assert (out / "policy.json").exists() and (out / "last.pt").exists()
-    assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{out}", "--out", str(tmp_path / "t"),
+    res = json.loads((o / "results.json").read_text())
+    assert 0 < res["test_acc"] < 1 and res["epochs"] == 2 and res["method"] == f"online:{agent_yaml}"
+    assert res["temperature"]["std"] > 0  # per-instance temperatures
+    meta = json.loads((o / "policy.json").read_text())
+    assert meta["trained_on"]["mode"] == "online" and meta["modulator"] is not None
+    assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{o}", "--out", str(tmp_path / "t"),
                  "--no-progress", *TINY]) == 0
 
 
@@ -210,32 +277,32 @@ def test_online_mode_learns_during_one_run_and_saves_policy(tmp_path):
 def test_other_algorithms_train(tmp_path, algo):
     from rltemp.agents.train import train_policy
     from rltemp.config import load_config
-
-    extra = ["agent.hyperparams.learning_starts=10", "agent.hyperparams.batch_size=64"] if algo == "sac" else \
-        ["agent.hyperparams.n_steps=8"]
-    res = train_policy(load_config("envs/mnist1d.yaml", TINY + ["distill.epochs=1"]),
-                       load_agent(f"agents/{algo}.yaml", ["agent.episodes=1", *extra]), out=tmp_path, progress=False)
-    assert res["episodes"] == 1 and json.loads((Path(tmp_path) / "policy.json").read_text())["algo"] == algo
     from rltemp.kd.policy import load_policy
 
-    net, _ = load_policy(tmp_path)
-    a = net(torch.rand(5, 15))
+    extra = ["agent.hyperparams.learning_starts=2", "agent.hyperparams.batch_size=4"] if algo == "sac" else []
+    res = train_policy(load_config("envs/mnist1d.yaml", TINY), load_agent(f"agents/{algo}.yaml", ["agent.episodes=2", *extra]),
+                       out=tmp_path, progress=False, jobs=1)
+    assert res["episodes"] == 2 and json.loads((Path(tmp_path) / "policy.json").read_text())["schedule"]["algo"] == algo
+    policy = load_policy(tmp_path)
+    a = policy.schedule(torch.rand(5, 2))
     assert a.shape == (5, 1) and (a.abs() <= 1).all()
 
 
-def test_init_temperature_starts_every_instance_there():
-    from rltemp.agents.train import build_model
-    from rltemp.agents.vec_env import InstanceVecEnv
-    from rltemp.config import load_config
-    from rltemp.envs.kd_env import KDTemperatureEnv, action_to_temperature
+def test_init_temperature_starts_the_schedule_there():
+    from stable_baselines3.common.vec_env import DummyVecEnv
 
-    venv = InstanceVecEnv(KDTemperatureEnv(load_config("envs/mnist1d.yaml", TINY)))
+    from rltemp.agents.train import _schedule_env_factory, build_model
+    from rltemp.config import load_config
+    from rltemp.kd.policy import action_to_temperature
+
+    venv = DummyVecEnv([_schedule_env_factory(load_config("envs/mnist1d.yaml", TINY).to_dict(), [], None)])
     for algo in ("ppo", "sac"):
-        agent = load_agent(f"agents/{algo}.yaml", ["agent.policy.init_temperature=4"])
-        model = build_model(agent, venv, 0, None, "cpu")
-        obs = np.random.default_rng(0).uniform(0, 1, (64, venv.observation_space.shape[0])).astype(np.float32)
+        agent = load_agent(f"agents/{algo}.yaml", ["agent.policy.init_temperature=6"])
+        model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=2)
+        obs = np.random.default_rng(0).uniform(0, 1, (64, 2)).astype(np.float32)
         a, _ = model.predict(obs, deterministic=True)
         t = action_to_temperature(torch.from_numpy(a), 1.0, 10.0)
-        assert torch.allclose(t, torch.full_like(t, 4.0), atol=0.15), algo
+        assert torch.allclose(t, torch.full_like(t, 6.0), atol=0.2), algo
     with pytest.raises(Exception, match="outside"):
-        build_model(load_agent("agents/ppo.yaml", ["agent.policy.init_temperature=20"]), venv, 0, None, "cpu")
+        agent = load_agent("agents/ppo.yaml", ["agent.policy.init_temperature=20"])
+        build_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=2)

@@ -35,9 +35,12 @@ def test_distill_writes_results_and_tensorboard(tmp_path, tiny_overrides):
     assert res["temperature"]["mean"] == 4.0 and res["kd_steps"] == 2 * (len_train(out) // 32)
     for f in ("config.yaml", "command.txt", "best.pt", "last.pt"):
         assert (out / f).is_file(), f
-    tags = _tags(out / "tb")
-    assert "kd/temperature" in tags["histograms"]
+    tags = _tags(out)
     assert {"kd/loss", "eval/val_acc", "kd/temperature_mean", "eval/test_acc"} <= set(tags["scalars"])
+    assert not tags["histograms"]  # one temperature per step: no per-instance views
+    rc, ls = _distill(tmp_path, tiny_overrides, "ls", name="ls")  # per-instance temperatures: histograms
+    assert rc == 0 and "kd/temperature" in _tags(ls)["histograms"]
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1  # hparams in the run's own event file
 
 
 def len_train(out: Path) -> int:
@@ -206,3 +209,12 @@ def test_gpu_options_amp_and_channels_last_run_on_cpu(tmp_path):
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert res["kd_steps"] >= 1 and math.isfinite(res["test_loss"])
+
+
+def test_backend_ray_without_ray_installed_is_one_clear_line(tmp_path):
+    """Simulated with ray made unimportable in the child interpreter."""
+    code = ("import sys; sys.modules['ray'] = None; from rltemp.cli import main; "
+            f"sys.exit(main(['bench', 'benchmarks/suites/default.yaml', '--backend', 'ray', '--out', {str(tmp_path)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "rltemp: error: --backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')"]

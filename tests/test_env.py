@@ -88,7 +88,8 @@ def test_episode_reward_sums_to_scaled_val_gain_and_calibration_sums():
         for r, info in zip(rewards, infos):
             if "interval_instance_rewards" in info:
                 assert info["interval_instance_rewards"].sum() == pytest.approx(r, abs=1e-9)
-                assert np.allclose(info["instance_rewards"], info["interval_instance_rewards"][-1])
+                # delivered to this step's decisions: each slot's share of the interval
+                assert np.allclose(info["instance_rewards"], info["interval_instance_rewards"].sum(0))
             else:
                 assert r == 0.0 and not info["instance_rewards"].any()
 
@@ -97,6 +98,15 @@ def test_kd_share_weights_by_kd_loss():
     kd = torch.tensor([[1.0, 3.0], [0.0, 4.0]])
     r = CALIBRATIONS.get("kd_share")(2.0, kd)
     assert torch.allclose(r, torch.tensor([[0.25, 0.75], [0.0, 1.0]], dtype=torch.float64))
+
+
+def test_episode_end_is_a_termination_with_a_real_final_observation():
+    env = make()
+    obs, rewards, infos = _rollout(env)
+    final = obs[-1]
+    assert final.shape == env.observation_space.shape and final.any()
+    assert np.allclose(final[:, env.features.index("progress")], 1.0)
+    assert env.observation_space.contains(final)
 
 
 def test_val_loss_reward_and_pair_actions():
@@ -120,7 +130,8 @@ def test_parity_with_distill_fixed_T(tmp_path):
     obs, _ = env.reset(seed=0, options={"student_seed": 7})
     done = False
     while not done:
-        _, _, _, done, _ = env.step(np.full(env.action_space.shape, temperature_to_action(T, 1.0, 10.0), np.float32))
+        _, _, done, trunc, _ = env.step(np.full(env.action_space.shape, temperature_to_action(T, 1.0, 10.0), np.float32))
+        assert not trunc  # the epoch budget is part of the task: the end is a termination
     from rltemp.kd.trainer import evaluate
 
     test_acc, _ = evaluate(env.distiller.student, env.data.test, env.data)

@@ -1,4 +1,13 @@
-"""Zoo-style agent presets (``agents/*.yaml``): algorithm, budget, policy network, hyperparameters.
+"""Zoo-style agent presets (``agents/*.yaml``): algorithm, budget, networks, hyperparameters.
+
+A preset trains a factorised temperature policy (:mod:`rltemp.kd.policy`) in up to two stages:
+
+1. the **schedule** head on ``rltemp/KDSchedule-v0`` (one decision per epoch; ``episodes``
+   student runs spread over the ``--jobs`` worker processes; every rollout holds
+   ``episodes_per_rollout`` whole episodes per worker, so n_steps is set by rltemp);
+2. optionally the per-instance **modulator** on ``rltemp/KDTemperature-v0`` with the schedule frozen
+   (``modulator.episodes`` > 0; one decision per instance and KD step, per-instance credit from
+   ``env.calibration``).
 
 Hyperparameter names are checked against the SB3 algorithm's constructor (unknown names list the
 valid ones, with a "did you mean") and their types against the constructor's defaults.
@@ -6,6 +15,7 @@ valid ones, with a "did you mean") and their types against the constructor's def
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,31 +25,50 @@ from rltemp.config import apply_overrides, build_dataclass, read_yaml
 from rltemp.errors import ConfigError, did_you_mean
 
 ALGOS = ("ppo", "a2c", "sac")
+ON_POLICY = ("ppo", "a2c")
 ACTIVATIONS = ("tanh", "relu")
-# Arguments that rltemp sets itself (env, policy, logging, seeding, device).
+# Arguments that rltemp sets itself (env, policy, logging, seeding, device; rollout length for the schedule).
 RESERVED = {"env", "policy", "policy_kwargs", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model"}
 
 
 @dataclass(frozen=True)
 class PolicyNetConfig:
-    net_arch: list[int] = field(default_factory=lambda: [64, 64])
+    net_arch: list[int] = field(default_factory=lambda: [32, 32])
     activation: str = "tanh"
-    log_std_init: float = -0.5
-    # start the policy's mean action at this temperature (None: the action 0, i.e. sqrt(t_min * t_max))
+    log_std_init: float = -1.0
+    # start the head's mean action here (schedule: this temperature; None: the action 0, i.e. sqrt(t_min * t_max))
     init_temperature: float | None = None
+
+
+@dataclass(frozen=True)
+class ModulatorConfig:
+    """Stage 2: the per-instance modulator, trained with the schedule frozen (0 episodes: no modulator)."""
+
+    episodes: int = 0
+    policy: PolicyNetConfig = field(default_factory=lambda: PolicyNetConfig(net_arch=[64, 64], log_std_init=-1.0))
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    """``online:AGENT``: the schedule a single run starts from (a policy path or shipped name); the
+    modulator is then learned by RL during that run (the ``modulator`` settings, one episode)."""
+
+    schedule: str = "default"
 
 
 @dataclass(frozen=True)
 class AgentConfig:
     algo: str = "ppo"
-    episodes: int = 10  # student runs (episodes) to train on
-    checkpoint_every: int = 1  # episodes between resumable checkpoints
+    episodes: int = 120  # schedule-training student runs, over all workers
+    episodes_per_rollout: int = 2  # per worker and rollout (on-policy algorithms): n_steps = this x epochs
+    checkpoint_every: int = 1  # rollouts (SAC: episodes) between resumable checkpoints
     policy: PolicyNetConfig = field(default_factory=PolicyNetConfig)
     hyperparams: dict[str, Any] = field(default_factory=dict)
+    modulator: ModulatorConfig = field(default_factory=ModulatorConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        import dataclasses
-
         return dataclasses.asdict(self)
 
 
@@ -51,22 +80,23 @@ def algo_class(name: str):  # noqa: ANN201
     return {"ppo": sb3.PPO, "a2c": sb3.A2C, "sac": sb3.SAC}[name]
 
 
-def validate_agent(cfg: AgentConfig) -> AgentConfig:
-    cls = algo_class(cfg.algo)
-    if cfg.episodes < 1:
-        raise ConfigError(f"agent.episodes must be >= 1, got {cfg.episodes}")
-    if cfg.checkpoint_every < 1:
-        raise ConfigError(f"agent.checkpoint_every must be >= 1, got {cfg.checkpoint_every}")
-    if cfg.policy.activation not in ACTIVATIONS:
-        raise ConfigError(f"agent.policy.activation must be one of {', '.join(ACTIVATIONS)}, got {cfg.policy.activation!r}")
-    if not cfg.policy.net_arch or any(w < 1 for w in cfg.policy.net_arch):
-        raise ConfigError(f"agent.policy.net_arch must list positive widths, got {cfg.policy.net_arch}")
+def _check_net(net: PolicyNetConfig, path: str) -> None:
+    if net.activation not in ACTIVATIONS:
+        raise ConfigError(f"{path}.activation must be one of {', '.join(ACTIVATIONS)}, got {net.activation!r}")
+    if not net.net_arch or any(w < 1 for w in net.net_arch):
+        raise ConfigError(f"{path}.net_arch must list positive widths, got {net.net_arch}")
+
+
+def _check_hyperparams(algo: str, hyperparams: dict[str, Any], path: str, reserved: set[str]) -> None:
+    cls = algo_class(algo)
     params = inspect.signature(cls.__init__).parameters
-    valid = [p for p in params if p not in RESERVED and p != "self"]
-    for key, value in cfg.hyperparams.items():
+    valid = [p for p in params if p not in RESERVED | reserved and p != "self"]
+    for key, value in hyperparams.items():
+        if key in reserved:
+            raise ConfigError(f"{path}.{key} is set by rltemp (a rollout holds agent.episodes_per_rollout whole episodes)")
         if key not in valid:
-            raise ConfigError(f"agent.hyperparams.{key}: not a {cfg.algo.upper()} hyperparameter"
-                              f"{did_you_mean(key, valid)}; valid: {', '.join(valid)}")
+            raise ConfigError(f"{path}.{key}: not a {algo.upper()} hyperparameter{did_you_mean(key, valid)}; "
+                              f"valid: {', '.join(valid)}")
         default = params[key].default
         if isinstance(default, bool):
             ok = isinstance(value, bool)
@@ -77,7 +107,20 @@ def validate_agent(cfg: AgentConfig) -> AgentConfig:
         else:
             ok = True
         if not ok:
-            raise ConfigError(f"agent.hyperparams.{key} must be like {default!r}, got {value!r}")
+            raise ConfigError(f"{path}.{key} must be like {default!r}, got {value!r}")
+
+
+def validate_agent(cfg: AgentConfig) -> AgentConfig:
+    algo_class(cfg.algo)
+    for key in ("episodes", "episodes_per_rollout", "checkpoint_every"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"agent.{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.modulator.episodes < 0:
+        raise ConfigError(f"agent.modulator.episodes must be >= 0, got {cfg.modulator.episodes}")
+    _check_net(cfg.policy, "agent.policy")
+    _check_net(cfg.modulator.policy, "agent.modulator.policy")
+    _check_hyperparams(cfg.algo, cfg.hyperparams, "agent.hyperparams", {"n_steps"} if cfg.algo in ON_POLICY else set())
+    _check_hyperparams(cfg.algo, cfg.modulator.hyperparams, "agent.modulator.hyperparams", set())
     return cfg
 
 

@@ -1,21 +1,36 @@
-"""Train a temperature policy across episodes of fresh students; online mode; resume.
+"""Train a factorised temperature policy (:mod:`rltemp.kd.policy`) with stable-baselines3; online mode.
 
-``train_policy`` writes ``runs/train-policy-<name>-<ts>/``: ``config.yaml`` + ``agent.yaml``,
-``command.txt``, ``checkpoints/last.pt`` (every ``agent.checkpoint_every`` episodes: SB3's
-parameter and optimiser state dicts plus counters, all tensors/plain values, loaded weights-only on
-``--resume``), ``policy.pt`` / ``policy.json`` / ``policy.zip`` (see :mod:`rltemp.agents.export`),
-``results.json`` (last) and ``tb/``.
+``train_policy`` writes ``runs/train-policy-<name>-<ts>/``:
 
-Logging has one path: rltemp owns the run's ``SummaryWriter`` (one event file in ``tb/``); SB3's
-logger is pointed at it through :class:`WriterOutput`, so SB3's ``rollout/`` and ``train/`` scalars,
-the temperature views of :mod:`rltemp.kd.tblog` and the ``env/`` reward curves land side by side.
+- ``config.yaml`` + ``agent.yaml``, ``command.txt``;
+- ``checkpoints/last.pt`` — every ``agent.checkpoint_every`` rollouts: the stage, SB3's parameter
+  *and optimiser* state dicts (``model.get_parameters()``), counters, wall time and the per-episode
+  history; tensors and plain values only, loaded weights-only by ``--resume``;
+- ``schedule/policy.{pt,json}`` after stage 1 (the frozen base of stage 2), and at the end
+  ``policy.pt`` + ``policy.json`` (the transferable policy), ``schedule.zip`` / ``modulator.zip``
+  (SB3's own files, for SB3 users; rltemp never unpickles them);
+- ``results.json`` (last) and the TensorBoard event file (reference curves of ``env.reward_reference``
+  are cached once for all trainings in ``$RLTEMP_CACHE/references``).
+
+Stage 1 (schedule): PPO/A2C/SAC on ``rltemp/KDSchedule-v0``, one student per worker process
+(``jobs``; SB3's ``SubprocVecEnv``), each rollout ``episodes_per_rollout`` whole episodes per
+worker, so rollouts end on episode boundaries and γ = 1 telescopes each episode's rewards.
+Stage 2 (modulator, optional): the same algorithm on ``rltemp/KDTemperature-v0`` with
+``env.base_policy`` = the stage-1 schedule, the B instances of a batch as B VecEnv slots
+(:class:`~rltemp.agents.vec_env.InstanceVecEnv`) and per-instance credit from ``env.calibration``.
+
+Logging has one path: rltemp owns the run's ``SummaryWriter`` (one event file in the run folder);
+SB3's logger is pointed at it through :class:`WriterOutput`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +38,24 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, HParam, KVWriter, Logger
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
-from rltemp.agents.config import AgentConfig, algo_class, load_agent
+from rltemp.agents.config import ON_POLICY, AgentConfig, PolicyNetConfig, algo_class, load_agent
 from rltemp.agents.export import export_policy
 from rltemp.agents.vec_env import InstanceVecEnv
-from rltemp.config import Config, dump_yaml, load_config
+from rltemp.config import Config, config_from_dict, dump_yaml, load_config
 from rltemp.envs.kd_env import KDTemperatureEnv
-from rltemp.errors import RltempError
-from rltemp.kd.tblog import log_decisions
+from rltemp.envs.schedule_env import KDScheduleEnv
+from rltemp.errors import ConfigError, RltempError
+from rltemp.kd.policy import temperature_to_action
+from rltemp.kd.tblog import (
+    Decisions,
+    decision_figure,
+    log_decisions,
+    schedule_figure,
+    sensitivity_figure,
+    write_hparams,
+)
 from rltemp.paths import atomic_write_bytes
 from rltemp.runs import RunDir
 
@@ -55,142 +80,177 @@ class WriterOutput(KVWriter):
             elif isinstance(value, Figure):
                 self.writer.add_figure(key, value.figure, step, close=value.close)
             elif isinstance(value, HParam):
-                self.writer.add_hparams(value.hparam_dict, value.metric_dict, run_name=".")
+                write_hparams(self.writer, value.hparam_dict, value.metric_dict)
         self.writer.flush()
 
     def close(self) -> None:  # the writer belongs to the run, which closes it
         pass
 
 
-def build_model(agent: AgentConfig, venv: InstanceVecEnv, seed: int, writer: Any, device: str):  # noqa: ANN201
-    """The SB3 model for ``agent`` on ``venv``, logging into ``writer`` (a SummaryWriter, or None)."""
-    cls = algo_class(agent.algo)
-    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[agent.policy.activation]
-    arch = list(agent.policy.net_arch)
-    net_arch = {"pi": arch, "qf": arch} if agent.algo == "sac" else {"pi": arch, "vf": arch}
-    kwargs = {"net_arch": net_arch, "activation_fn": act, "log_std_init": agent.policy.log_std_init}
-    model = cls("MlpPolicy", venv, policy_kwargs=kwargs, seed=seed, device=device, verbose=0, **agent.hyperparams)
+def build_model(algo: str, net: PolicyNetConfig, hyperparams: dict[str, Any], venv: VecEnv, seed: int, writer: Any,
+                device: str, t_range: tuple[float, float], n_steps: int | None = None,
+                episode_length: int | None = None):  # noqa: ANN201
+    """An SB3 model with an ``MlpPolicy`` of ``net``'s shape on ``venv``, logging into ``writer``.
+
+    ``n_steps`` (on-policy algorithms) is set by rltemp so that rollouts hold whole episodes; with
+    generalised state-dependent exploration (``use_sde``, Raffin et al. 2022) the exploration
+    matrix is drawn once per episode of ``episode_length`` decisions unless ``sde_sample_freq`` says
+    otherwise, so each episode explores one coherent schedule instead of per-epoch jitter."""
+    cls = algo_class(algo)
+    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[net.activation]
+    arch = list(net.net_arch)
+    kwargs = {"net_arch": {"pi": arch, "qf": arch} if algo == "sac" else {"pi": arch, "vf": arch},
+              "activation_fn": act, "log_std_init": net.log_std_init}
+    hyperparams = dict(hyperparams)
+    if n_steps is not None and algo in ON_POLICY:
+        hyperparams["n_steps"] = n_steps
+    if episode_length is not None and hyperparams.get("use_sde") and "sde_sample_freq" not in hyperparams:
+        hyperparams["sde_sample_freq"] = episode_length  # one exploration draw per episode: a coherent schedule
+    rollout = hyperparams.get("n_steps", 0) * venv.num_envs
+    if algo == "ppo" and rollout and hyperparams.get("batch_size", 64) > rollout:
+        hyperparams["batch_size"] = rollout  # a minibatch cannot exceed the rollout (short budgets)
+    model = cls("MlpPolicy", venv, policy_kwargs=kwargs, seed=seed, device=device, verbose=0, **hyperparams)
     model.set_logger(Logger(folder=None, output_formats=[WriterOutput(writer)] if writer is not None else []))
-    if agent.policy.init_temperature is not None:
-        init_mean_temperature(model, agent, venv.env.ecfg.t_min, venv.env.ecfg.t_max)
+    if net.init_temperature is not None:
+        init_mean_action(model, algo, net.init_temperature, *t_range)
     return model
 
 
-def init_mean_temperature(model: Any, agent: AgentConfig, t_min: float, t_max: float) -> None:
-    """Shrink the action head's weights and set its bias so that every instance starts at
-    ``agent.policy.init_temperature`` (the exploration noise stays as configured)."""
-    from rltemp.envs.kd_env import temperature_to_action
-
-    t = float(agent.policy.init_temperature)
-    if not t_min <= t <= t_max:
-        raise RltempError(f"agent.policy.init_temperature={t} lies outside [t_min, t_max] = [{t_min}, {t_max}]")
-    a = temperature_to_action(t, t_min, t_max)
-    head = model.policy.actor.mu if agent.algo == "sac" else model.policy.action_net
+def init_mean_action(model: Any, algo: str, temperature: float, t_min: float, t_max: float) -> None:
+    """Shrink the action head's weights and set its bias so that the mean action maps to
+    ``temperature`` everywhere (the exploration noise stays as configured)."""
+    if not t_min <= temperature <= t_max:
+        raise RltempError(f"agent.policy.init_temperature={temperature} lies outside [t_min, t_max] = [{t_min}, {t_max}]")
+    a = temperature_to_action(temperature, t_min, t_max)
+    head = model.policy.actor.mu if algo == "sac" else model.policy.action_net
     with torch.no_grad():
         head.weight.mul_(0.01)
-        head.bias.fill_(float(np.arctanh(np.clip(a, -0.999, 0.999))) if agent.algo == "sac" else a)
+        head.bias.fill_(float(np.arctanh(np.clip(a, -0.999, 0.999))) if algo == "sac" else a)
 
 
-def steps_per_episode(env: KDTemperatureEnv) -> int:
-    return (len(env.data.train) // env.batch_size) * env.cfg.distill.epochs
+# --------------------------------------------------------------------------- environments
 
 
-class DecisionLogger(BaseCallback):
-    """Collects the env's per-instance temperatures, teacher confidence and correctness; logs them
-    per student epoch (histograms, correct/wrong split, figure every ``figure_every`` epochs) and
-    the validation reward curve (``env/``)."""
+def _schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int], reference_dir: str | None) -> Callable[[], Any]:
+    def make() -> KDScheduleEnv:
+        torch.set_num_threads(1)  # one core per student; the learner runs in the parent
+        raw = {**cfg_dict, "env": {**cfg_dict["env"], "seeds": seeds}}
+        return KDScheduleEnv(config_from_dict(raw), reference_dir=reference_dir)
 
-    def __init__(self, writer: Any, figure_every: int = 10, history: dict[str, list[float]] | None = None) -> None:
+    return make
+
+
+def schedule_vec_env(cfg: Config, jobs: int, reference_dir: Path | None) -> VecEnv:
+    """``jobs`` schedule envs (one student each), in worker processes when ``jobs`` > 1.
+
+    With ``env.seeds`` every worker gets its own slice of the pool (seeds[i::jobs]); without, each
+    draws fresh seeds from its own seeded RNG."""
+    pool = list(cfg.env.seeds)
+    if pool and len(pool) < jobs:
+        raise ConfigError(f"env.seeds has {len(pool)} seeds for {jobs} workers; give at least one per worker")
+    raw = cfg.to_dict()
+    ref = str(reference_dir) if reference_dir is not None else None
+    fns = [_schedule_env_factory(raw, pool[i::jobs] if pool else [], ref) for i in range(jobs)]
+    venv = SubprocVecEnv(fns, start_method="spawn") if jobs > 1 else DummyVecEnv(fns)
+    return VecMonitor(venv)
+
+
+# --------------------------------------------------------------------------- callbacks
+
+
+class ScheduleHistory(BaseCallback):
+    """Per finished episode (any worker): the sampled schedule, the deterministic one the policy
+    would choose on the same observations, the return and the final validation accuracy; logged under
+    ``train_schedule/`` with the episode number as the step, and kept for ``results.json``."""
+
+    def __init__(self, writer: Any, history: list[dict[str, Any]] | None = None, figure_every: int = 10) -> None:
         super().__init__()
-        self.writer = writer
-        self.figure_every = figure_every
-        self._t: list[np.ndarray] = []
-        self._conf: list[np.ndarray] = []
-        self._ok: list[np.ndarray] = []
-        self._ep_reward = 0.0
-        self.epochs_logged = 0
-        history = history or {}  # episodes before a resume
-        self.episode_rewards: list[float] = list(history.get("episode_rewards", []))
-        self.episode_val_acc: list[float] = list(history.get("episode_final_val_acc", []))
-        self.all_t: list[np.ndarray] = []  # every temperature, for the run summary
-
-    def history(self) -> dict[str, list[float]]:
-        return {"episode_rewards": list(self.episode_rewards), "episode_final_val_acc": list(self.episode_val_acc)}
+        self.writer, self.figure_every = writer, figure_every
+        self.episodes: list[dict[str, Any]] = list(history or [])
+        self._open: dict[int, dict[str, list]] = {}
 
     def _on_step(self) -> bool:
-        info = self.locals["infos"][0].get("kd", {})
-        if not info:
-            return True
-        t = info["temperature"]
-        self._t.append(t[:, 1] if t.ndim == 2 else t)
-        self.all_t.append(self._t[-1])
-        self._conf.append(info["teacher_confidence"])
-        self._ok.append(info["student_correct"])
-        w = self.writer
-        if "val_acc" in info:
-            r = float(self.locals["rewards"].mean())
-            self._ep_reward += r
-            if w is not None:
-                w.add_scalar("env/val_acc", info["val_acc"], self.num_timesteps)
-                w.add_scalar("env/slot_reward_mean", r, self.num_timesteps)
-        if "epoch_val_acc" in info:
-            if w is not None:
-                log_decisions(w, self.epochs_logged, torch.from_numpy(np.concatenate(self._t)),
-                              torch.from_numpy(np.concatenate(self._conf)), torch.from_numpy(np.concatenate(self._ok)),
-                              figure=self.epochs_logged % self.figure_every == 0)
-                w.add_scalar("eval/epoch_val_acc", info["epoch_val_acc"], self.epochs_logged)
-            self._t, self._conf, self._ok = [], [], []
-            self.epochs_logged += 1
-        if self.locals["dones"][0]:
-            self.episode_rewards.append(self._ep_reward)
-            self.episode_val_acc.append(float(info.get("val_acc", float("nan"))))
-            if w is not None:
-                w.add_scalar("env/episode_reward", self._ep_reward, len(self.episode_rewards))
-                w.add_scalar("env/episode_final_val_acc", self.episode_val_acc[-1], len(self.episode_rewards))
-            self._ep_reward = 0.0
+        acted_on = self.model._last_obs  # noqa: SLF001 - SB3 updates it after the callbacks of a step
+        for i, info in enumerate(self.locals["infos"]):
+            ep = self._open.setdefault(i, {"obs": [], "t": [], "r": []})
+            ep["t"].append(float(info["temperature"]))
+            ep["r"].append(float(self.locals["rewards"][i]))
+            ep["obs"].append(np.asarray(acted_on[i], np.float32))
+            if self.locals["dones"][i]:
+                self._close(i, info)
         return True
 
+    def _close(self, i: int, info: dict[str, Any]) -> None:
+        ep = self._open.pop(i)
+        det, _ = self.model.predict(np.stack(ep["obs"]), deterministic=True)
+        from rltemp.kd.policy import action_to_temperature
 
-class EpisodeCheckpoint(BaseCallback):
-    """Every ``every`` finished episodes: save SB3's state dicts and counters to ``checkpoints/last.pt``
-    (atomically; loadable weights-only). Also drives the episode progress bar."""
+        env = self.training_env.get_attr("ecfg", [i])[0]
+        t_det = action_to_temperature(torch.as_tensor(det).reshape(-1), env.t_min, env.t_max).tolist()
+        rec = {"episode": len(self.episodes) + 1, "student_seed": info["student_seed"], "return": sum(ep["r"]),
+               "final_val_acc": info["val_acc"], "temperature": ep["t"], "temperature_deterministic": t_det}
+        self.episodes.append(rec)
+        if self.writer is not None:
+            n = rec["episode"]
+            if n % self.figure_every == 0:  # the last episodes' schedules: sampled (thin) and deterministic (bold)
+                self.writer.add_figure("train_schedule/schedules",
+                                       schedule_figure(self.episodes[-self.figure_every:], f"episodes up to {n}",
+                                                       (env.t_min, env.t_max)), n)
+            self.writer.add_scalar("train_schedule/episode_return", rec["return"], n)
+            self.writer.add_scalar("train_schedule/episode_final_val_acc", rec["final_val_acc"], n)
+            for q, name in ((0, "first"), (len(t_det) // 2, "middle"), (len(t_det) - 1, "last")):
+                self.writer.add_scalar(f"train_schedule/T_{name}_epoch_deterministic", t_det[q], n)
+                self.writer.add_scalar(f"train_schedule/T_{name}_epoch_sampled", ep["t"][q], n)
 
-    def __init__(self, path: Path, every: int, total_episodes: int, start_episodes: int, progress: bool,
-                 prior_wall_s: float = 0.0, history: Any = None) -> None:
+
+class Checkpoint(BaseCallback):
+    """Saves SB3's parameters and optimiser state plus counters to ``checkpoints/last.pt``
+    (atomically; loadable weights-only) every ``every`` rollouts — on-policy algorithms, after the
+    update, so a checkpoint never holds half a rollout — or finished episodes — SAC; also drives the
+    progress bar. The budget is ``learn``'s ``total_timesteps`` (rollouts end on episode boundaries)."""
+
+    def __init__(self, path: Path, stage: str, every: int, total: int, done: int, progress: bool,
+                 prior_wall_s: float, state: Callable[[], dict[str, Any]], per_episode: int) -> None:
         super().__init__()
-        self.path, self.every = path, every
-        self.history = history  # () -> per-episode lists to keep across a resume
-        self.episodes = start_episodes
-        self.prior_wall_s = prior_wall_s  # training time spent before a resume
-        self.t0 = time.perf_counter()
-        self.total = total_episodes
-        self.progress = progress
-        self.bar = None
+        self.path, self.stage, self.every, self.total = path, stage, every, total
+        self.episodes = done  # completed episodes (over all workers)
+        self.saved_at = done
+        self.per_episode = per_episode  # episodes finished per "dones" event (workers end together)
+        self.prior_wall_s, self.t0 = prior_wall_s, time.perf_counter()
+        self.state = state  # extra plain values to keep (history)
+        self.progress, self.bar, self.rollouts = progress, None, 0
 
     def _on_training_start(self) -> None:
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=self.total, initial=self.episodes, desc="train-policy", unit="episode",
+        self.bar = tqdm(total=self.total, initial=self.episodes, desc=f"train-policy ({self.stage})", unit="episode",
                         disable=not self.progress, leave=False)
 
+    def _on_rollout_start(self) -> None:
+        if self.model.__class__.__name__.lower() not in ON_POLICY or self.num_timesteps == 0:
+            return
+        self.rollouts += 1
+        if self.rollouts % self.every == 0:
+            self.save()
+
     def _on_step(self) -> bool:
-        if self.locals["dones"][0]:
-            self.episodes += 1
+        dones = self.locals["dones"]
+        if dones.all() if self.per_episode > 1 else dones[0]:
+            self.episodes += self.per_episode
             if self.bar is not None:
-                info = self.locals["infos"][0].get("kd", {})
-                self.bar.set_postfix(val_acc=f"{info.get('val_acc', float('nan')):.4f}")
-                self.bar.update(1)
-            if self.episodes % self.every == 0 or self.episodes >= self.total:
+                self.bar.update(self.per_episode)
+            if self.model.__class__.__name__.lower() not in ON_POLICY and self.episodes % self.every == 0:
                 self.save()
         return True
 
     def save(self) -> None:
         buf = io.BytesIO()
-        torch.save({"params": self.model.get_parameters(), "num_timesteps": int(self.model.num_timesteps),
-                    "episodes": self.episodes, "wall_time_s": self.wall_time_s(),
-                    "history": self.history() if self.history is not None else {}}, buf)
+        torch.save({"stage": self.stage, "params": self.model.get_parameters(),
+                    "num_timesteps": int(self.model.num_timesteps), "episodes": self.episodes,
+                    "wall_time_s": self.wall_time_s(), "history": self.state()}, buf)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.path, buf.getvalue())
+        self.saved_at = self.episodes
 
     def wall_time_s(self) -> float:
         return self.prior_wall_s + time.perf_counter() - self.t0
@@ -200,113 +260,273 @@ class EpisodeCheckpoint(BaseCallback):
             self.bar.close()
 
 
-class StopAfterEpisodes(BaseCallback):
-    """Stop learning as soon as ``n`` episodes are done (the online mode's one run)."""
-
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self.n, self.done = n, 0
-
-    def _on_step(self) -> bool:
-        if self.locals["dones"][0]:
-            self.done += 1
-        return self.done < self.n
+def restore(model: Any, state: dict[str, Any], device: str) -> None:
+    """Load a checkpoint's parameters and optimiser state into ``model`` (and its step counter)."""
+    model.set_parameters(state["params"], exact_match=True, device=device)
+    model.num_timesteps = int(state["num_timesteps"])
 
 
-def policy_meta(cfg: Config, agent: AgentConfig, extra: dict[str, Any]) -> dict[str, Any]:
+# --------------------------------------------------------------------------- training
+
+
+def _threads_one() -> Callable[[], None]:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # numbers independent of --jobs: every env computes on one thread
+    return lambda: torch.set_num_threads(n)
+
+
+def policy_meta(cfg: Config, agent: AgentConfig, modulator: bool, extra: dict[str, Any]) -> dict[str, Any]:
     import gymnasium
     import stable_baselines3
 
     import rltemp
+    from rltemp.kd.policy import describe_head
 
+    env = cfg.env
     return {
-        "algo": agent.algo, "features": list(cfg.env.features), "t_min": cfg.env.t_min, "t_max": cfg.env.t_max,
-        "pair": cfg.env.pair, "action_mapping": "T = exp(log t_min + (a+1)/2 (log t_max - log t_min))",
-        "net_arch": list(agent.policy.net_arch), "activation": agent.policy.activation,
+        "t_min": env.t_min, "t_max": env.t_max,
+        "action_mapping": "T = exp(log t_min + (a+1)/2 (log t_max - log t_min))",
+        "schedule": describe_head(agent.algo, env.schedule_features, agent.policy.net_arch, agent.policy.activation,
+                                  decision="epoch", reward=env.reward, reward_reference=env.reward_reference),
+        "modulator": describe_head(agent.algo, env.features, agent.modulator.policy.net_arch,
+                                   agent.modulator.policy.activation, max_multiplier=env.max_multiplier,
+                                   calibration=env.calibration, credit_scale=env.credit_scale) if modulator else None,
         "trained_on": {"dataset": cfg.data.name, "teacher": cfg.teacher.model,
-                       "students": [s.model for s in cfg.env.students] or [cfg.student.model], **extra},
+                       "students": [s.model for s in env.students] or [cfg.student.model],
+                       "epochs": cfg.distill.epochs, **extra},
         "versions": {"rltemp": rltemp.__version__, "torch": torch.__version__,
                      "stable_baselines3": stable_baselines3.__version__, "gymnasium": gymnasium.__version__},
     }
 
 
+def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, jobs: int, progress: bool,
+                    ckpt: dict[str, Any] | None, backend: str = "process",
+                    address: str | None = None) -> tuple[Any, dict[str, Any]]:
+    epochs = cfg.distill.epochs
+    refs = None  # reference curves: the shared cache ($RLTEMP_CACHE/references)
+    shutdown = None
+    if backend == "ray":
+        from rltemp.agents.ray_backend import ray_schedule_vec_env
+
+        ray_venv, shutdown = ray_schedule_vec_env(cfg, jobs, refs, address)
+        venv = VecMonitor(ray_venv)
+    else:
+        venv = schedule_vec_env(cfg, jobs, refs)
+    try:
+        model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, cfg.seed, writer, "cpu",
+                            (cfg.env.t_min, cfg.env.t_max), n_steps=agent.episodes_per_rollout * epochs,
+                            episode_length=epochs)
+        done = 0
+        history = (ckpt or {}).get("history", {}).get("schedule", [])
+        if ckpt is not None:
+            restore(model, ckpt, "cpu")
+            done = int(ckpt["episodes"])
+            log.info("resuming the schedule stage after %d episodes", done)
+        venv.seed(cfg.seed + 7919 * done)  # fresh students for the episodes still to run
+        hist = ScheduleHistory(writer, history)
+        cb = Checkpoint(run.path / "checkpoints" / "last.pt", "schedule", agent.checkpoint_every, agent.episodes,
+                        done, progress, float((ckpt or {}).get("wall_time_s", 0.0)),
+                        lambda: {"schedule": hist.episodes}, per_episode=venv.num_envs)
+        remaining = agent.episodes - done
+        if remaining > 0:
+            model.learn(total_timesteps=remaining * epochs, callback=[hist, cb],
+                        reset_num_timesteps=ckpt is None)
+    finally:
+        venv.close()
+        if shutdown is not None:
+            shutdown()
+    return model, {"episodes": hist.episodes, "wall_time_s": cb.wall_time_s(), "timesteps": int(model.num_timesteps)}
+
+
+def _train_modulator(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, progress: bool,
+                     ckpt: dict[str, Any] | None, prior: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    mcfg = cfg.replace(env=dataclasses.replace(cfg.env, base_policy=str(run.path / "schedule")))
+    env = KDTemperatureEnv(mcfg)
+    venv = InstanceVecEnv(env)
+    mod = agent.modulator
+    model = build_model(agent.algo, mod.policy, mod.hyperparams, venv, cfg.seed + 1, writer, "cpu",
+                        (cfg.env.t_min, cfg.env.t_max))
+    done, returns, prior_wall = 0, [], 0.0
+    if ckpt is not None:  # resuming the modulator stage
+        restore(model, ckpt, "cpu")
+        done, prior_wall = int(ckpt["episodes"]), float(ckpt.get("wall_time_s", 0.0))
+        returns = list(ckpt.get("history", {}).get("modulator", []))
+    venv.seed(cfg.seed + 104729 + 7919 * done)
+    logger = DecisionLogger(writer, history=returns)
+    cb = Checkpoint(run.path / "checkpoints" / "last.pt", "modulator", 1, mod.episodes, done, progress, prior_wall,
+                    lambda: {**prior, "modulator": logger.episode_returns}, per_episode=1)
+    remaining = mod.episodes - done
+    if remaining > 0:
+        model.learn(total_timesteps=remaining * env.steps_per_episode() * venv.num_envs, callback=[logger, cb],
+                    reset_num_timesteps=ckpt is None)
+    venv.close()
+    return model, {"episode_returns": logger.episode_returns, "wall_time_s": cb.wall_time_s()}
+
+
 def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None, resume: str | Path | None = None,
-                 progress: bool = True, runs_root: str | Path = "runs") -> dict[str, Any]:
-    """Train ``agent`` on episodes of fresh students of ``cfg``; returns ``results.json``'s content."""
-    ckpt_state = None
+                 progress: bool = True, runs_root: str | Path = "runs", jobs: int = 2, backend: str = "process",
+                 address: str | None = None) -> dict[str, Any]:
+    """Train ``agent`` on episodes of fresh students of ``cfg``; returns ``results.json``'s content.
+
+    ``jobs``: students trained at once (worker processes, or Ray actors with ``backend="ray"``)."""
+    if backend not in ("process", "ray"):
+        raise ConfigError(f"unknown backend {backend!r}; valid: process, ray")
+    if backend == "ray":
+        from rltemp.agents.ray_backend import require_ray
+
+        require_ray()
+    from torch.utils.tensorboard import SummaryWriter
+
+    from rltemp.kd.pipeline import get_teacher, prepare
+
+    if cfg.env.pair:
+        raise ConfigError("env.pair is not supported by train-policy: a policy sets one temperature per instance")
+    data, device, _ = prepare(cfg.with_temperature("ce"))
+    get_teacher(cfg, data, device, progress)  # once, before worker processes read the cache
+    ckpt = None
     if resume is not None:
         run = RunDir(Path(resume))
         ck = run.path / "checkpoints" / "last.pt"
         if ck.exists():
-            ckpt_state = torch.load(ck, map_location="cpu", weights_only=True)
-    env = KDTemperatureEnv(cfg, progress=progress)
-    if resume is None:
+            ckpt = torch.load(ck, map_location="cpu", weights_only=True)
+    else:
         run = RunDir.create("train-policy", cfg.name, out, cfg.to_dict(), runs_root)
         atomic_write_bytes(run.path / "agent.yaml", dump_yaml(agent.to_dict()).encode())
-    venv = InstanceVecEnv(env)
-    per_episode = steps_per_episode(env)
-    total = agent.episodes * per_episode * venv.num_envs
-    device = "cuda" if env.device.type == "cuda" else "cpu"
-    from torch.utils.tensorboard import SummaryWriter
-
+    restore_threads = _threads_one()
     writer = SummaryWriter(str(run.tb))
-    model = build_model(agent, venv, cfg.seed, writer, device)
-    done_eps = 0
-    if ckpt_state is not None:
-        model.set_parameters(ckpt_state["params"], exact_match=True, device=device)
-        model.num_timesteps = int(ckpt_state["num_timesteps"])
-        done_eps = int(ckpt_state["episodes"])
-        log.info("resuming %s after %d episodes (%d timesteps)", run.path, done_eps, model.num_timesteps)
-    # fresh students for the episodes still to run (distinct from those before an interruption)
-    venv.seed(cfg.seed + 7919 * done_eps)
-    logger_cb = DecisionLogger(writer, history=ckpt_state.get("history") if ckpt_state is not None else None)
-    prior_wall = float(ckpt_state.get("wall_time_s", 0.0)) if ckpt_state is not None else 0.0
-    ckpt_cb = EpisodeCheckpoint(run.path / "checkpoints" / "last.pt", agent.checkpoint_every, agent.episodes,
-                                done_eps, progress, prior_wall, history=logger_cb.history)
-    remaining = agent.episodes - done_eps
-    if remaining > 0:
-        model.learn(total_timesteps=remaining * per_episode * venv.num_envs,
-                    callback=[logger_cb, ckpt_cb, StopAfterEpisodes(remaining)],
-                    reset_num_timesteps=ckpt_state is None)
-    results = {
-        "algo": agent.algo, "episodes": agent.episodes, "timesteps": int(model.num_timesteps),
-        "kd_steps": agent.episodes * per_episode, "wall_time_s": ckpt_cb.wall_time_s(),
-        "resumed_from_episode": done_eps if ckpt_state is not None else None,
-        "episode_rewards": logger_cb.episode_rewards, "episode_final_val_acc": logger_cb.episode_val_acc,
-        "total_timesteps_planned": total,
-    }
-    export_policy(model, policy_meta(cfg, agent, {"episodes": agent.episodes, "kd_steps": results["kd_steps"],
-                                                  "wall_time_s": results["wall_time_s"]}), run.path)
-    writer.add_hparams({"algo": agent.algo, "episodes": agent.episodes, "seed": cfg.seed},
-                       {"hparam/final_val_acc": logger_cb.episode_val_acc[-1] if logger_cb.episode_val_acc else 0.0,
-                        "hparam/wall_time_s": results["wall_time_s"]}, run_name=".")
-    writer.close()
-    venv.close()
+    try:
+        stage2 = agent.modulator.episodes > 0
+        sched_done = ckpt is not None and ckpt.get("stage") == "modulator"
+        if sched_done:
+            sched = {"episodes": ckpt["history"].get("schedule", []), "wall_time_s": float(ckpt["history"].get("schedule_wall_s", 0.0))}
+        else:
+            model, sched = _train_schedule(cfg, agent, run, writer, jobs, progress, ckpt, backend, address)
+            meta = policy_meta(cfg, agent, False, {"episodes": agent.episodes, "wall_time_s": sched["wall_time_s"]})
+            export_policy(model, None, meta, run.path / "schedule" if stage2 else run.path)
+        mod_model, mod, obs_rows = None, None, None
+        if stage2:
+            prior = {"schedule": sched["episodes"], "schedule_wall_s": sched["wall_time_s"]}
+            mod_model, mod = _train_modulator(cfg, agent, run, writer, progress, ckpt if sched_done else None, prior)
+            buf = getattr(mod_model, "rollout_buffer", None) or getattr(mod_model, "replay_buffer", None)
+            if buf is not None:  # observed feature rows, for the sensitivity figure's medians
+                obs_rows = torch.as_tensor(buf.observations.reshape(-1, buf.observations.shape[-1])[-4096:])
+            from rltemp.kd.policy import load_policy
+
+            base = load_policy(run.path / "schedule")
+            meta = policy_meta(cfg, agent, True, {"episodes": agent.episodes, "modulator_episodes": agent.modulator.episodes,
+                                                  "wall_time_s": sched["wall_time_s"] + mod["wall_time_s"]})
+            export_policy(None, mod_model, meta, run.path, schedule_state=base.schedule.state_dict())
+            shutil.copyfile(run.path / "schedule" / "schedule.zip", run.path / "schedule.zip")
+        wall = sched["wall_time_s"] + (mod["wall_time_s"] if mod else 0.0)
+        kd_steps = (agent.episodes + agent.modulator.episodes) * (len(data.train) // cfg.distill.batch_size) * cfg.distill.epochs
+        episodes = sched["episodes"]
+        results = {
+            "algo": agent.algo, "episodes": agent.episodes, "modulator_episodes": agent.modulator.episodes,
+            "jobs": jobs, "backend": backend, "kd_steps": kd_steps, "wall_time_s": wall,
+            "resumed": ckpt is not None,
+            "episode_returns": [e["return"] for e in episodes],
+            "episode_final_val_acc": [e["final_val_acc"] for e in episodes],
+            "schedule_episodes": episodes,
+            "modulator_episode_returns": mod["episode_returns"] if mod else [],
+        }
+        from rltemp.agents.export import write_fingerprint
+        from rltemp.kd.policy import load_policy
+
+        write_fingerprint(run.path)
+        # once per trained policy: how its temperature moves across each feature's range
+        writer.add_figure("policy/sensitivity", sensitivity_figure(load_policy(run.path), obs_rows,
+                                                                   f"{cfg.name}: trained policy"), agent.episodes)
+    finally:
+        writer.close()
+        restore_threads()
     run.write_results(results)
     return {**results, "run_dir": str(run.path)}
 
 
-def resume_policy(run_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+def resume_policy(run_dir: str | Path, progress: bool = True, jobs: int = 2, backend: str = "process",
+                  address: str | None = None) -> dict[str, Any]:
     p = Path(run_dir)
     if not (p / "config.yaml").exists() or not (p / "agent.yaml").exists():
         raise RltempError(f"{p} is not a train-policy run folder (config.yaml and agent.yaml expected)")
     if (p / "results.json").exists():
         raise RltempError(f"{p} is already complete (results.json exists)")
-    return train_policy(load_config(p / "config.yaml"), load_agent(p / "agent.yaml"), resume=p, progress=progress)
+    return train_policy(load_config(p / "config.yaml"), load_agent(p / "agent.yaml"), resume=p, progress=progress,
+                        jobs=jobs, backend=backend, address=address)
+
+
+# --------------------------------------------------------------------------- per-instance logging / online
+
+
+class DecisionLogger(BaseCallback):
+    """Instance-slot training (the modulator; online mode): per student epoch, the temperatures the
+    policy set, teacher confidence, the student's true-class probability and correctness
+    (:func:`rltemp.kd.tblog.log_decisions`, and a decision figure every ``figure_every`` epochs);
+    per episode the summed slot reward."""
+
+    def __init__(self, writer: Any, figure_every: int = 10, history: list[float] | None = None,
+                 title: str = "", t_range: tuple[float, float] = (1.0, 10.0)) -> None:
+        super().__init__()
+        self.writer, self.figure_every, self.title, self.t_range = writer, figure_every, title, t_range
+        self._rows: list[tuple[np.ndarray, ...]] = []
+        self._ep_reward = 0.0
+        self.epochs_logged = 0
+        self.episode_returns: list[float] = list(history or [])
+        self.spreads: list[dict[str, float]] = []
+        self.all_t: list[np.ndarray] = []
+
+    def _on_step(self) -> bool:
+        info = self.locals["infos"][0].get("kd", {})
+        if not info:
+            return True
+        t = info["temperature"]
+        t = t[:, 1] if t.ndim == 2 else t
+        self._rows.append((t, info["teacher_confidence"], info["student_p_true"], info["student_correct"]))
+        self.all_t.append(t)
+        self._ep_reward += float(self.locals["rewards"].mean())
+        w = self.writer
+        if "val_acc" in info and w is not None:
+            w.add_scalar("env/val_acc", info["val_acc"], self.num_timesteps)
+        if "epoch_val_acc" in info:
+            d = Decisions(*(torch.from_numpy(np.concatenate(x)) for x in zip(*self._rows)))
+            if w is not None:
+                self.spreads.append(log_decisions(w, self.epochs_logged, d))
+                if self.epochs_logged % self.figure_every == 0:
+                    w.add_figure("decisions/temperature_vs_confidence_and_progress",
+                                 decision_figure(d, f"{self.title} — epoch {self.epochs_logged}", self.t_range,
+                                                 self.spreads), self.epochs_logged)
+                w.add_scalar("eval/val_acc", info["epoch_val_acc"], self.epochs_logged)
+            self._rows = []
+            self.epochs_logged += 1
+        if self.locals["dones"][0]:
+            self.episode_returns.append(self._ep_reward)
+            if w is not None:
+                w.add_scalar("env/episode_reward", self._ep_reward, len(self.episode_returns))
+            self._ep_reward = 0.0
+        return True
 
 
 def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, progress: bool = True,
                runs_root: str | Path = "runs") -> dict[str, Any]:
-    """RLKD's setting: the policy learns *during* this one distillation (the run is the episode).
+    """RLKD's setting: a policy that learns *during* this one distillation (the run is the episode).
 
-    The student is the config's student with seed ``cfg.seed``; the result is reported like any
-    distill run (last-epoch test accuracy), and the learned policy is saved beside it for transfer.
+    The schedule comes from ``agent.online.schedule`` (a trained policy, by default the shipped
+    one); the per-instance modulator is learned by RL during the run on top of it (the
+    ``agent.modulator`` settings; per-instance credit from ``env.calibration``). A schedule cannot
+    be learned from scratch within one run: it gets one decision per epoch. The student is the
+    config's student with seed ``cfg.seed``; the result is reported like any distill run (last-epoch
+    test accuracy), and the learned policy is saved beside it for transfer.
     """
+    from torch.utils.tensorboard import SummaryWriter
+
     from rltemp.kd.pipeline import temperature_summary
+    from rltemp.kd.policy import load_policy, resolve_policy
     from rltemp.kd.trainer import evaluate
     from rltemp.models import save_checkpoint
 
-    env = KDTemperatureEnv(cfg, progress=progress)
+    base_dir = resolve_policy(agent.online.schedule).parent
+    base = load_policy(base_dir)
+    ocfg = cfg.replace(env=dataclasses.replace(cfg.env, base_policy=str(base_dir)))
+    env = KDTemperatureEnv(ocfg, progress=progress)
     run = RunDir.create("distill", cfg.name, out, {**cfg.to_dict(), "agent": agent.to_dict()}, runs_root)
     finished: dict[str, Any] = {}
 
@@ -320,19 +540,21 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
 
     venv = InstanceVecEnv(env, on_episode_end=on_end, auto_reset=False)
     venv.set_options([{"student_seed": cfg.seed, "student": 0}] + [{}] * (venv.num_envs - 1))
-    from torch.utils.tensorboard import SummaryWriter
-
     writer = SummaryWriter(str(run.tb))
-    model = build_model(agent, venv, cfg.seed, writer, "cuda" if env.device.type == "cuda" else "cpu")
+    mod = agent.modulator
+    model = build_model(agent.algo, mod.policy, mod.hyperparams, venv, cfg.seed, writer,
+                        "cuda" if env.device.type == "cuda" else "cpu", (cfg.env.t_min, cfg.env.t_max))
     logger_cb = DecisionLogger(writer, figure_every=5)
     t0 = time.perf_counter()
     try:
-        model.learn(total_timesteps=steps_per_episode(env) * venv.num_envs + 1,
+        model.learn(total_timesteps=env.steps_per_episode() * venv.num_envs + 1,
                     callback=[logger_cb, StopAfterEpisodes(1)])
     finally:
         writer.close()
     wall = time.perf_counter() - t0
-    export_policy(model, policy_meta(cfg, agent, {"episodes": 1, "mode": "online"}), run.path)
+    meta = policy_meta(ocfg, agent, True, {"episodes": 1, "mode": "online", "schedule_from": str(base_dir)})
+    meta["schedule"] = base.meta["schedule"]
+    export_policy(None, model, meta, run.path, schedule_state=base.schedule.state_dict())
     results = {**finished, "wall_time_s": wall, "method": cfg.distill.temperature, "seed": cfg.seed,
                "student": cfg.student.model, "teacher": cfg.teacher.model, "dataset": cfg.data.name,
                "test_acc_at_best_val": None, "device": str(env.device),
@@ -340,3 +562,16 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
     run.write_results(results)
     venv.close()
     return {**results, "run_dir": str(run.path)}
+
+
+class StopAfterEpisodes(BaseCallback):
+    """Stop learning as soon as ``n`` episodes are done (the online mode's one run)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n, self.done = n, 0
+
+    def _on_step(self) -> bool:
+        if self.locals["dones"][0]:
+            self.done += 1
+        return self.done < self.n

@@ -1,17 +1,19 @@
-"""Design B of DESIGN §4: the B instances of one shared KD trainer are the B slots of an SB3 VecEnv.
+"""The B instances of one shared KD trainer are the B slots of an SB3 VecEnv (the per-instance
+modulator of a policy is trained this way).
 
 Why this design: a stock SB3 policy (``MlpPolicy``) then acts on one instance's feature row at a
 time, so its weights are shared across the instances of a batch, its decisions are equivariant to
 the order of the batch and independent of the batch size *by construction*, and every SB3
 algorithm (PPO, A2C, SAC) works unchanged — no custom distribution or policy class to maintain.
 Each slot gets its own calibrated reward (:mod:`rltemp.envs.rewards`), which is what per-instance
-credit assignment needs; design A would feed PPO one scalar reward for a B-dimensional action.
+credit assignment needs; a single B-dimensional action would feed PPO one scalar reward.
 
-Slot rewards: at the end of a reward interval, slot i receives B · Σ_t r_{t,i}, the sum of its
-calibrated rewards over the interval's steps, scaled by B so that under ``uniform`` calibration a
-slot sees the interval's reward itself; in between, 0. Every slot's episode ends together (the
-student's run is truncated after its epochs); SB3 gets ``TimeLimit.truncated`` and the terminal
-observation, and the vec env starts a fresh student.
+Slot rewards: slot i receives B · ``info["instance_rewards"][i]``, the reward the environment
+delivers to that instance's decision at this step (scaled by B so that under ``uniform``
+calibration a slot sees the interval's reward itself). Every slot's episode ends together when the
+student's epoch budget is spent: that is a real termination (progress is observed), so SB3 gets
+``TimeLimit.truncated = False``, does not bootstrap, and keeps the real terminal observation; the
+vec env then starts a fresh student.
 """
 
 from __future__ import annotations
@@ -61,9 +63,7 @@ class InstanceVecEnv(VecEnv):
         a = self._actions.reshape(self.env.action_space.shape)
         obs, _, terminated, truncated, info = self.env.step(a)
         self.last_info = info
-        rewards = np.zeros(self.num_envs, np.float32)
-        if "interval_instance_rewards" in info:
-            rewards = (self.num_envs * info["interval_instance_rewards"].sum(0)).astype(np.float32)
+        rewards = (self.num_envs * info["instance_rewards"]).astype(np.float32)
         done = terminated or truncated
         dones = np.full(self.num_envs, done)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]

@@ -1,8 +1,9 @@
-"""Register ``rltemp/KDTemperature-v0`` with Gymnasium (lazily: the entry point is a string)."""
+"""Register the environments with Gymnasium (lazily: the entry points are strings)."""
 
 from __future__ import annotations
 
-ENV_ID = "rltemp/KDTemperature-v0"
+ENV_ID = "rltemp/KDTemperature-v0"  # one decision per instance and KD step
+SCHEDULE_ENV_ID = "rltemp/KDSchedule-v0"  # one decision per epoch
 
 
 def register_envs() -> None:
@@ -10,3 +11,5 @@ def register_envs() -> None:
 
     if ENV_ID not in gymnasium.registry:
         gymnasium.register(id=ENV_ID, entry_point="rltemp.envs.kd_env:KDTemperatureEnv")
+    if SCHEDULE_ENV_ID not in gymnasium.registry:
+        gymnasium.register(id=SCHEDULE_ENV_ID, entry_point="rltemp.envs.schedule_env:KDScheduleEnv")

@@ -1,22 +1,38 @@
-"""Validation-gain rewards and instance reward calibration.
+"""Validation-gain rewards and per-instance credit (calibration).
 
-Reward (DESIGN §3): every ``reward_interval`` optimiser steps the student is evaluated (eval mode,
-no gradients) on a fixed subset of the *validation* split; the interval's reward is
+**Reward.** At the end of every decision interval (the schedule env: an epoch, evaluated on the
+full validation split; the instance env: ``env.reward_interval`` steps, on a fixed subset of it)
+the reward is
 
-    R = scale * (signal_now - signal_before)
+    R = scale · (signal_now − signal_before)  [ − scale · (ref_now − ref_before) with a reference ]
 
-with ``signal`` the validation accuracy (``val_acc``) or minus the validation loss (``val_loss``).
-Rewarding the change on *training* batches would mostly measure batch difficulty, and rewarding a
-low training loss teaches an agent to shrink the loss rather than to help generalisation — both
-are avoided here. The test split is never touched.
+with ``signal`` the validation accuracy (``val_acc``, the default) or minus the validation loss
+(``val_loss``). With γ = 1 the episode's rewards telescope to scale · (final − initial) signal,
+so the return ranks temperature schedules by their final validation accuracy — the quantity that
+is reported (on the test split) and that the validation-chosen grid is selected on.
+``benchmarks/reward_ranking.py`` measures how well each signal's return ranks schedules by test
+accuracy; −validation loss ranks them worse (a bang-bang T = 10 / 1 schedule buys loss, not
+accuracy). Rewarding the change on *training* batches would mostly measure batch difficulty, and
+rewarding a low training loss teaches an agent to shrink the loss rather than to help
+generalisation — both are avoided here. The test split is never touched.
 
-Calibration: the interval's reward is shared by the k·B decisions (k steps, B instances) taken in
-it. A rule returns per-instance rewards r (k, B) with ``r.sum() == R`` (tested):
+**Calibration.** An interval's reward R is shared by the k·B decisions (k steps, B instances) taken
+in it. A rule returns per-decision rewards r (k, B) with ``r.sum() == R`` (tested):
 
-- ``uniform``: r = R / (k·B) — every decision gets the same share.
-- ``kd_share``: r_{t,i} = R · L_kd,{t,i} / Σ L_kd — a decision's share is its share of the
-  interval's KD loss, i.e. of the distillation signal that moved the student (falls back to
-  uniform when the KD loss is 0).
+- ``uniform``: r = R / (k·B).
+- ``kd_share``: r_{t,i} = R · L_kd,{t,i} / Σ L_kd. *Exploitable*: a hotter instance has a larger
+  T²-scaled KD loss, so an agent buys credit with its own action's scale (measured: all T → 10).
+- ``influence``: r_{t,i} = R / (k·B) + κ · (c_{t,i} − mean_j c_{t,j}), with c_{t,i} the cosine
+  between instance i's update and the validation descent direction, to first order (Koh & Liang
+  2017's influence, restricted to the student's last layer as in data-selection work such as
+  TracIn, Pruthi et al. 2020): for logits z = W h + b, instance i's loss gradient is
+  g_i = [δ_i h_iᵀ, δ_i] with δ_i = ∂L_i/∂z_i (CE + KD at the temperature chosen for it), and the
+  validation gradient is G = [mean_v δ_v h_vᵀ, mean_v δ_v] (CE on the validation subset, closed
+  form: δ_v = softmax(z_v) − onehot(y_v)). c_{t,i} = −⟨g_i, G⟩ / (‖g_i‖ ‖G‖) ∈ [−1, 1]: positive
+  when the instance's update lowers the validation loss. The cosine ignores the magnitude of g_i,
+  so inflating an instance's loss scale (T² included) cannot raise its credit (tested), and the
+  centred term sums to zero at every step, so the decomposition still sums to R exactly.
+  κ = ``env.credit_scale``.
 """
 
 from __future__ import annotations
@@ -24,7 +40,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from rltemp.data.base import DataBundle, Split
+from rltemp.errors import ConfigError
 from rltemp.registry import Registry
 
 Signal = Callable[[float, float], float]  # (val_acc, val_loss) -> signal
@@ -32,19 +52,98 @@ REWARDS: Registry[Signal] = Registry("reward")
 REWARDS.register("val_acc")(lambda acc, loss: acc)
 REWARDS.register("val_loss")(lambda acc, loss: -loss)
 
-Calibration = Callable[[float, torch.Tensor], torch.Tensor]  # (R, kd (k, B)) -> (k, B)
+# (R, kd (k, B), alignment (k, B), kappa) -> per-decision rewards (k, B) summing to R
+Calibration = Callable[[float, torch.Tensor, torch.Tensor, float], torch.Tensor]
 CALIBRATIONS: Registry[Calibration] = Registry("reward calibration")
 
 
 @CALIBRATIONS.register("uniform")
-def uniform(reward: float, kd: torch.Tensor) -> torch.Tensor:
+def uniform(reward: float, kd: torch.Tensor, align: torch.Tensor | None = None, kappa: float = 0.0) -> torch.Tensor:
     return torch.full(kd.shape, reward / kd.numel(), dtype=torch.float64)
 
 
 @CALIBRATIONS.register("kd_share")
-def kd_share(reward: float, kd: torch.Tensor) -> torch.Tensor:
+def kd_share(reward: float, kd: torch.Tensor, align: torch.Tensor | None = None, kappa: float = 0.0) -> torch.Tensor:
     w = kd.double().clamp_min(0)
     total = w.sum()
     if not torch.isfinite(total) or total <= 0:
         return uniform(reward, kd)
     return reward * w / total
+
+
+def centred(align: torch.Tensor, kappa: float) -> torch.Tensor:
+    """κ · (c − mean over the step's instances): the per-step, zero-sum part of ``influence``."""
+    a = align.double()
+    return kappa * (a - a.mean(-1, keepdim=True))
+
+
+@CALIBRATIONS.register("influence")
+def influence(reward: float, kd: torch.Tensor, align: torch.Tensor | None = None, kappa: float = 1.0) -> torch.Tensor:
+    if align is None:
+        raise ValueError("influence calibration needs the per-instance alignments")
+    return uniform(reward, kd) + centred(align, kappa)
+
+
+def needs_alignment(calibration: str) -> bool:
+    return calibration == "influence"
+
+
+# --------------------------------------------------------------------------- last-layer gradients
+
+
+def last_linear(model: nn.Module, num_classes: int) -> nn.Linear:
+    """The classifier: the last ``nn.Linear`` with ``num_classes`` outputs (influence credit reads
+    its input h and the gradient at its output)."""
+    found = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
+    if not found:
+        raise ConfigError(f"env.calibration=influence needs a student whose last layer is an nn.Linear with "
+                          f"{num_classes} outputs; {type(model).__name__} has none")
+    return found[-1]
+
+
+class InputCapture:
+    """Forward hook that keeps the (detached) input of a layer: the penultimate features h."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        self.h: torch.Tensor | None = None
+        self.handle = layer.register_forward_hook(self._hook)
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        self.h = inputs[0].detach()
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+@torch.no_grad()
+def evaluate_with_gradient(model: nn.Module, capture: InputCapture, split: Split, data: DataBundle,
+                           batch_size: int = 1024) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """Accuracy, mean CE and the mean CE gradient of the last layer (weight (C, H), bias (C,)) on
+    ``split``, in one eval-mode pass: δ_v = softmax(z_v) − onehot(y_v), G = mean δ_v h_vᵀ."""
+    was_training = model.training
+    model.eval()
+    correct, loss_sum, g_w, g_b = 0, 0.0, None, None
+    for x, y, _ in split.batches(batch_size):
+        z = model(data.preprocess(x, False, None)).float()
+        h = capture.h.float().flatten(1)
+        delta = F.softmax(z, -1)
+        delta[torch.arange(len(y), device=y.device), y] -= 1.0
+        gw, gb = delta.T @ h, delta.sum(0)
+        g_w, g_b = (gw, gb) if g_w is None else (g_w + gw, g_b + gb)
+        correct += int((z.argmax(-1) == y).sum())
+        loss_sum += float(F.cross_entropy(z, y, reduction="sum"))
+    model.train(was_training)
+    n = max(len(split), 1)
+    return correct / n, loss_sum / n, g_w / n, g_b / n
+
+
+def alignment(delta: torch.Tensor, h: torch.Tensor, g_w: torch.Tensor, g_b: torch.Tensor) -> torch.Tensor:
+    """c_i = −⟨g_i, G⟩ / (‖g_i‖ ‖G‖) for g_i = [δ_i h_iᵀ, δ_i], G = [g_w, g_b]; (B,) in [−1, 1].
+
+    Invariant to rescaling δ_i (an instance's loss scale, T² included) by any positive factor."""
+    delta, h = delta.double(), h.double().flatten(1)
+    g_w, g_b = g_w.double(), g_b.double()
+    dot = ((delta @ g_w) * h).sum(1) + delta @ g_b
+    norm_i = delta.norm(dim=1) * torch.sqrt(h.pow(2).sum(1) + 1.0)
+    norm_g = torch.sqrt(g_w.pow(2).sum() + g_b.pow(2).sum())
+    return torch.where(norm_i > 0, -dot / (norm_i * norm_g + 1e-30), torch.zeros_like(dot))

@@ -24,7 +24,6 @@ import io
 import json
 import logging
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ class PairSpec:
     config: str = "envs/default.yaml"
     overrides: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)  # empty: the suite's methods
+    policy_overrides: list[str] = field(default_factory=list)  # agent.* overrides for this pair's policy
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ class Suite:
     methods: list[str] = field(default_factory=list)
     policy: PolicySpec = field(default_factory=PolicySpec)
     references: list[str] = field(default_factory=lambda: ["fixed:4", "grid"])
+    # a pair whose reference rows also serve pairs that lack them (ablations: one set of baselines,
+    # many policy variants on the same distillation config and seeds)
+    references_from: str = ""
 
     def methods_of(self, pair: PairSpec) -> list[str]:
         return list(pair.methods or self.methods)
@@ -82,8 +85,9 @@ def check_suite(suite: Suite, source: str = "suite") -> Suite:
     names = [p.name for p in suite.pairs]
     if any(not n for n in names) or len(set(names)) != len(names):
         raise ConfigError(f"{source}: every pair needs a distinct name")
-    if suite.policy.train_on and suite.policy.train_on not in names:
-        raise ConfigError(f"{source}: policy.train_on names no pair: {suite.policy.train_on!r}; pairs: {', '.join(names)}")
+    for key, value in (("policy.train_on", suite.policy.train_on), ("references_from", suite.references_from)):
+        if value and value not in names:
+            raise ConfigError(f"{source}: {key} names no pair: {value!r}; pairs: {', '.join(names)}")
     for p in suite.pairs:
         cfg = load_config(p.config, p.overrides)
         for m in suite.methods_of(p):
@@ -106,14 +110,15 @@ def cell_methods(methods: list[str]) -> list[str]:
     return out
 
 
-def run_bench(suite_path: str | Path, out: str | Path, jobs: int = 2, progress: bool = True) -> dict[str, Any]:
+def run_bench(suite_path: str | Path, out: str | Path, jobs: int = 2, progress: bool = True,
+              backend: str = "process", address: str | None = None) -> dict[str, Any]:
     suite = load_suite(suite_path)
     Path(out).mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(out) / "suite.yaml", Path(suite_path).read_bytes())
-    return run_suite(suite, out, jobs, progress)
+    return run_suite(suite, out, jobs, progress, backend=backend, address=address)
 
 
-def _policy_run(suite: Suite, cfg: Config, pdir: Path, progress: bool) -> dict[str, Any]:
+def _policy_run(suite: Suite, pair: PairSpec, cfg: Config, pdir: Path, progress: bool, jobs: int) -> dict[str, Any]:
     """The suite's policy trained into ``pdir`` (resumed if interrupted, reused if complete)."""
     done = read_results(pdir)
     if done is not None:
@@ -122,20 +127,34 @@ def _policy_run(suite: Suite, cfg: Config, pdir: Path, progress: bool) -> dict[s
     from rltemp.agents.train import resume_policy, train_policy
 
     if (pdir / "checkpoints" / "last.pt").exists():
-        return resume_policy(pdir, progress)
-    return train_policy(cfg, load_agent(suite.policy.agent, suite.policy.overrides), out=pdir, progress=progress)
+        return resume_policy(pdir, progress, jobs=jobs)
+    agent = load_agent(suite.policy.agent, [*suite.policy.overrides, *pair.policy_overrides])
+    return train_policy(cfg, agent, out=pdir, progress=progress, jobs=jobs)
 
 
 def run_suite(suite: Suite, out: str | Path, jobs: int = 2, progress: bool = True,
-              say: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run every missing cell of ``suite`` into ``out``; write the tables; return rows and policy runs."""
+              say: Callable[[str], None] | None = None, backend: str = "process",
+              address: str | None = None) -> dict[str, Any]:
+    """Run every missing cell of ``suite`` into ``out`` (worker processes, or Ray tasks with
+    ``backend="ray"``: see :mod:`rltemp.experiments.backends`); write the tables; return rows and
+    policy runs."""
+    from rltemp.agents.ray_backend import require_ray
+    from rltemp.experiments.backends import BACKENDS
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if backend == "ray":
+        require_ray()
     from rltemp.experiments.parallel import progress_bar, run_cells
     from rltemp.kd.pipeline import get_teacher, prepare
+    from rltemp.kd.tblog import write_layout
 
     say = say or log.info
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    configs = {p.name: load_config(p.config, p.overrides) for p in suite.pairs}
+    write_layout(out)  # the TensorBoard dashboard of the whole folder
+    # each pair's runs carry its name (run folders, the TensorBoard hparams' "pair" column)
+    configs = {p.name: load_config(p.config, p.overrides).replace(name=p.name) for p in suite.pairs}
     for p in suite.pairs:  # teachers once, before parallel workers read the cache
         data, device, _ = prepare(configs[p.name])
         get_teacher(configs[p.name], data, device, progress)
@@ -147,8 +166,9 @@ def run_suite(suite: Suite, out: str | Path, jobs: int = 2, progress: bool = Tru
         home = suite.policy.train_on or p.name
         policy_dirs[p.name] = out / home / "policy-training"
         if home not in policy_runs:
-            say(f"policy for {home}: {suite.policy.agent} {' '.join(suite.policy.overrides)}")
-            policy_runs[home] = _policy_run(suite, configs[home], policy_dirs[p.name], progress)
+            hp = next(q for q in suite.pairs if q.name == home)
+            say(f"policy for {home}: {suite.policy.agent} {' '.join([*suite.policy.overrides, *hp.policy_overrides])}")
+            policy_runs[home] = _policy_run(suite, hp, configs[home], policy_dirs[p.name], progress, jobs)
         policy_runs[p.name] = policy_runs[home]
     cells: list[tuple[Config, Path]] = []
     keys: list[tuple[str, str, int]] = []
@@ -159,11 +179,16 @@ def run_suite(suite: Suite, out: str | Path, jobs: int = 2, progress: bool = Tru
                 cells.append((configs[p.name].with_temperature(spec, seed=s), out / p.name / slug(m) / f"s{s}"))
                 keys.append((p.name, m, s))
     todo = [i for i, (_, d) in enumerate(cells) if read_results(d) is None]
-    say(f"{len(cells)} runs, {len(todo)} to do ({jobs} processes)")
+    say(f"{len(cells)} runs, {len(todo)} to do ({jobs} {'processes' if backend == 'process' else 'Ray CPUs'})")
     bar = progress_bar(len(todo), "bench", progress)
     failed: list[str] = []
     try:
-        run_cells([cells[i] for i in todo], jobs, on_done=lambda _i, _r: bar.update(1), errors=failed)
+        if backend == "ray":
+            from rltemp.experiments.backends import run_cells_ray
+
+            run_cells_ray([cells[i] for i in todo], address, jobs, on_done=lambda _i, _r: bar.update(1), errors=failed)
+        else:
+            run_cells([cells[i] for i in todo], jobs, on_done=lambda _i, _r: bar.update(1), errors=failed)
     finally:
         bar.close()
     rows = []
@@ -234,9 +259,11 @@ def pair_table(by: dict[str, dict[int, dict[str, Any]]], order: list[str], refer
 def summary_lines(suite: Suite, rows: list[dict[str, Any]], policy_runs: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["Last-epoch test accuracy (%), mean ± std over seeds; Δ = paired difference over the same seeds "
              "with a 95 % t interval. Selection (grid's T) on validation only.", ""]
+    shared = by_method(rows, suite.references_from) if suite.references_from else {}
     for pair in suite.pairs:
         by = by_method(rows, pair.name)
         order = list(dict.fromkeys(m for m in [*suite.methods_of(pair), *GRID] if m in by))
+        by = {**{r: shared[r] for r in suite.references if r in shared and r not in by}, **by}
         lines += [f"## {pair.name} (`{pair.config}` {' '.join(pair.overrides)})", "",
                   *pair_table(by, order, suite.references)]
         if "grid" in by:
@@ -258,18 +285,20 @@ def write_tables(out: Path, suite: Suite, rows: list[dict[str, Any]], policy_run
     text = "\n".join([f"# Bench `{suite.name}`", "", *summary_lines(suite, rows, policy_runs)]) + "\n"
     atomic_write_bytes(out / "summary.md", text.encode())
     plot(out / "accuracy.png", rows, suite)
-    _hparams(out / "tb", rows)
 
 
 def cost_lines(by: dict[str, dict[int, dict[str, Any]]], policy_run: dict[str, Any] | None) -> list[str]:
     def wall(m: str) -> float | None:
         return statistics.mean(r["wall_time_s"] for r in by[m].values()) if m in by else None
 
-    grid, fixed, pol = wall("grid"), wall("fixed:4"), wall("policy")
+    pol_name = next((m for m in by if m == "policy" or m.startswith("policy:")), "policy")
+    grid, fixed, pol = wall("grid"), wall("fixed:4"), wall(pol_name)
     online = next((wall(m) for m in by if m.startswith("online:")), None)
     out = ["Cost accounting (wall time on this machine):"]
     if grid and online:
         out.append(f"- online mode ÷ 4-point grid: {online:.1f} s / {grid:.1f} s = **{online / grid:.2f}** (goal ≤ 0.5)")
+    if grid and pol and policy_run is None and pol_name.startswith("policy:"):
+        policy_run = _shipped_training(pol_name.split(":", 1)[1])
     if grid and pol and policy_run:
         train = float(policy_run.get("wall_time_s", 0.0))
         if grid > pol:
@@ -282,6 +311,17 @@ def cost_lines(by: dict[str, dict[int, dict[str, Any]]], policy_run: dict[str, A
         out.append(f"- transferred-policy distill ÷ fixed:4 distill: **{pol / fixed:.3f}** (goal ≤ 1.03; "
                    "`benchmarks/policy_overhead.py` measures it side by side)")
     return out if len(out) > 1 else []
+
+
+def _shipped_training(name: str) -> dict[str, Any] | None:
+    """The training cost a shipped / earlier-trained policy records in its policy.json."""
+    try:
+        from rltemp.kd.policy import resolve_policy
+
+        meta = json.loads(resolve_policy(name).read_text())
+    except Exception:  # noqa: BLE001 - no record, no cost line
+        return None
+    return {"wall_time_s": meta.get("trained_on", {}).get("wall_time_s", 0.0)}
 
 
 def plot(path: Path, rows: list[dict[str, Any]], suite: Suite) -> None:
@@ -304,16 +344,3 @@ def plot(path: Path, rows: list[dict[str, Any]], suite: Suite) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _hparams(tb: Path, rows: list[dict[str, Any]]) -> None:
-    from torch.utils.tensorboard import SummaryWriter
-
-    with SummaryWriter(str(tb)) as w:
-        for (pair, m) in dict.fromkeys((r["pair"], r["method"]) for r in rows):
-            acc = [r["test_acc"] for r in rows if r["pair"] == pair and r["method"] == m]
-            wall = [r["wall_time_s"] for r in rows if r["pair"] == pair and r["method"] == m]
-            w.add_hparams({"pair": pair, "method": m},
-                          {"hparam/test_acc_mean": statistics.mean(acc), "hparam/wall_time_s": statistics.mean(wall)},
-                          run_name=f"{pair}-{slug(m)}-{time.time_ns()}")
-

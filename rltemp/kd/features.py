@@ -1,9 +1,12 @@
-"""Observation features: one row per instance, independent of architecture and number of classes.
+"""Observation features, independent of architecture and number of classes, all in [0, 1].
 
-Every feature maps the logits the training step already has (no extra forward pass) to values in
-[0, 1]. Per-instance features come first; global features (training progress, last validation
-accuracy, recent loss) are broadcast to every row. The feature *set* is recorded with a trained
-policy, and transfer refuses a policy whose set differs.
+- Instance features (:data:`FEATURES`): one row per instance, computed from the logits the training
+  step already has (no extra forward pass); the global ones are broadcast to every row.
+- Global features (:data:`GLOBAL_FEATURES`): one value per decision, from the training state
+  (:class:`GlobalState`: progress, last validation accuracy, recent loss). A schedule policy observes these.
+
+The feature *sets* are recorded with a trained policy, and transfer refuses a policy whose set
+this version does not have.
 
 RLKD (Zhang et al., "Instance Temperature Knowledge Distillation") observes the student's top-1
 probability, the teacher's top-1 probability and the student's top-1 minus top-2 margin; they are
@@ -115,29 +118,58 @@ _register("t_correct", "1 if the teacher's top-1 class is the label")(lambda f: 
 _register("ce_s", "student cross-entropy on the label, squashed x/(1+x)")(
     lambda f: _squash(-_true(f.logp_s, f.labels))
 )
-# global features, broadcast to every row
-_register("progress", "fraction of training steps done (global)")(
-    lambda f: torch.full_like(f.labels, 0, dtype=torch.float32) + f.progress
-)
-_register("last_val_acc", "validation accuracy after the last epoch (global)")(
-    lambda f: torch.full_like(f.labels, 0, dtype=torch.float32) + f.last_val_acc
-)
-_register("recent_loss", "moving average of the training loss, squashed x/(1+x) (global)")(
-    lambda f: torch.full_like(f.labels, 0, dtype=torch.float32) + f.loss_ema / (1 + f.loss_ema)
-)
+
+
+@dataclass(frozen=True)
+class GlobalState:
+    """The training state a schedule decision sees (the Distiller's own counters)."""
+
+    progress: float  # fraction of optimiser steps done, in [0, 1]
+    last_val_acc: float  # accuracy on the full validation split after the last epoch (0 before the first)
+    loss_ema: float  # moving average (0.9) of the training loss
+
+
+GlobalFeature = Callable[[GlobalState], float]
+GLOBAL_FEATURES: Registry[GlobalFeature] = Registry("global feature")
+GLOBAL_DOCS = {
+    "progress": "fraction of training steps done",
+    "last_val_acc": "validation accuracy after the last epoch",
+    "recent_loss": "moving average of the training loss, squashed x/(1+x)",
+}
+GLOBAL_FEATURES.register("progress")(lambda s: s.progress)
+GLOBAL_FEATURES.register("last_val_acc")(lambda s: s.last_val_acc)
+GLOBAL_FEATURES.register("recent_loss")(lambda s: s.loss_ema / (1 + s.loss_ema))
+
+
+def global_features(names: list[str], state: GlobalState) -> torch.Tensor:
+    """The named global features as a (F,) float32 tensor in [0, 1]."""
+    return torch.tensor([GLOBAL_FEATURES.get(n)(state) for n in names], dtype=torch.float32).clamp(0.0, 1.0)
+
+
+def _broadcast(name: str) -> Feature:
+    def feature(f: FeatureInput) -> torch.Tensor:
+        value = GLOBAL_FEATURES.get(name)(GlobalState(f.progress, f.last_val_acc, f.loss_ema))
+        return torch.full(f.labels.shape, float(value), dtype=torch.float32, device=f.labels.device)
+
+    return feature
+
+
+for _name, _doc in GLOBAL_DOCS.items():  # global features, broadcast to every row
+    _register(_name, f"{_doc} (global)")(_broadcast(_name))
 
 DEFAULT_FEATURES = DEFAULT_ENV_FEATURES  # the default set lives with the config (EnvConfig.features)
 
 
-def check_features(names: list[str]) -> list[str]:
+def check_features(names: list[str], field: str = "env.features", registry: Registry = FEATURES) -> list[str]:
+    """``names`` if every one is in ``registry`` (once); else a ConfigError naming ``field``."""
     if not names:
-        raise ConfigError("env.features must name at least one feature")
+        raise ConfigError(f"{field} must name at least one feature")
     for n in names:
-        if n not in FEATURES:
-            raise ConfigError(f"env.features: unknown feature {n!r}{did_you_mean(n, FEATURES.names())}; "
-                              f"valid: {', '.join(FEATURES.names())}")
+        if n not in registry:
+            raise ConfigError(f"{field}: unknown feature {n!r}{did_you_mean(n, registry.names())}; "
+                              f"valid: {', '.join(registry.names())}")
     if len(set(names)) != len(names):
-        raise ConfigError("env.features lists a feature twice")
+        raise ConfigError(f"{field} lists a feature twice")
     return list(names)
 
 

@@ -18,8 +18,13 @@ import torch
 import torch.nn.functional as F
 
 
-def as_pair(temperature: float | torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor:
-    """Return temperatures as a (B, 2) tensor ``[T_teacher, T_student]``; reject T <= 0 / NaN / inf."""
+def as_pair(temperature: float | torch.Tensor, batch: int, like: torch.Tensor,
+            check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return temperatures as columns ``(T_teacher (B, 1), T_student (B, 1))``; reject T <= 0 / NaN / inf.
+
+    One temperature per instance gives the same column twice. ``check=False`` skips the value check
+    of a tensor (it costs a host–device sync): for callers whose temperatures were validated where
+    they entered (a SPEC, an action mapped into [t_min, t_max])."""
     if isinstance(temperature, (int, float)):
         if not (math.isfinite(temperature) and temperature > 0):
             raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
@@ -30,10 +35,13 @@ def as_pair(temperature: float | torch.Tensor, batch: int, like: torch.Tensor) -
             t = t.expand(batch)
         if not (t.shape == (batch,) or t.shape == (batch, 2)):
             raise ValueError(f"temperature must have shape (), ({batch},) or ({batch}, 2); got {tuple(t.shape)}")
-        bad = ~torch.isfinite(t) | (t <= 0)
-        if bool(bad.any()):
+        bad = ~torch.isfinite(t) | (t <= 0) if check else None
+        if bad is not None and bool(bad.any()):
             raise ValueError(f"temperature must be finite and > 0; got {t[bad].flatten()[0].item()}")
-    return t.unsqueeze(-1).expand(batch, 2) if t.dim() == 1 else t
+    if t.dim() == 1:
+        col = t[:, None]
+        return col, col
+    return t[:, 0:1], t[:, 1:2]
 
 
 def kd_loss(
@@ -41,17 +49,55 @@ def kd_loss(
     teacher_logits: torch.Tensor,
     temperature: float | torch.Tensor,
     scale: torch.Tensor | float | None = None,
+    check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(mean over the batch, per-instance losses (B,))`` of the scaled KD loss.
 
     ``scale`` overrides the default per-instance factor ``T_t * T_s`` (e.g. logit standardisation
-    scales by its base temperature squared).
+    scales by its base temperature squared). ``check``: validate the temperatures (see :func:`as_pair`).
     """
-    b = student_logits.shape[0]
-    pair = as_pair(temperature, b, student_logits)
-    t_t, t_s = pair[:, 0], pair[:, 1]
-    log_p_t = F.log_softmax(teacher_logits / t_t[:, None], dim=-1)
-    log_p_s = F.log_softmax(student_logits / t_s[:, None], dim=-1)
+    t_t, t_s = as_pair(temperature, student_logits.shape[0], student_logits, check)
+    log_p_t = F.log_softmax(teacher_logits / t_t, dim=-1)
+    log_p_s = F.log_softmax(student_logits / t_s, dim=-1)
     kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
-    per = kl * (t_t * t_s if scale is None else scale)
+    per = kl * ((t_t * t_s)[:, 0] if scale is None else scale)
+    return per.mean(), per
+
+
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float | torch.Tensor,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    scale: torch.Tensor | float | None = None,
+    check: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoupled KD (Zhao et al., CVPR 2022) with per-instance temperatures; ``(mean, per-instance (B,))``.
+
+    With p = softmax(z / T) for each model and the binary split b = [p_gt, 1 − p_gt] on the label:
+
+        TCKD_i = KL(b_t,i ‖ b_s,i)
+        NCKD_i = KL(p̂_t,i ‖ p̂_s,i),  p̂ = softmax over the non-target classes (the target masked out)
+        L_i    = s_i · (alpha · TCKD_i + beta · NCKD_i),  s_i = T_t,i · T_s,i (T_i² for one T)
+
+    as in mdistiller's ``dkd_loss`` (which masks the target with a −1000 logit offset; here it is
+    removed exactly), vectorised over per-instance temperatures.
+    """
+    t_t, t_s = as_pair(temperature, student_logits.shape[0], student_logits, check)
+    gt = F.one_hot(labels, student_logits.shape[-1]).bool()
+    zt, zs = teacher_logits / t_t, student_logits / t_s
+    log_p_t, log_p_s = F.log_softmax(zt, -1), F.log_softmax(zs, -1)
+    # binary target / non-target probabilities, in log space: log p_gt and log(1 - p_gt)
+    lt_gt, ls_gt = log_p_t.masked_select(gt)[:, None], log_p_s.masked_select(gt)[:, None]
+    lt_b = torch.cat([lt_gt, torch.log1p(-lt_gt.exp().clamp(max=1 - 1e-7))], 1)
+    ls_b = torch.cat([ls_gt, torch.log1p(-ls_gt.exp().clamp(max=1 - 1e-7))], 1)
+    tckd = (lt_b.exp() * (lt_b - ls_b)).sum(-1)
+    # non-target distribution: softmax over the other classes
+    neg_inf = torch.finfo(zt.dtype).min
+    lt_n = F.log_softmax(zt.masked_fill(gt, neg_inf), -1)
+    ls_n = F.log_softmax(zs.masked_fill(gt, neg_inf), -1)
+    nckd = (lt_n.exp() * (lt_n - ls_n)).masked_fill(gt, 0.0).sum(-1)
+    per = (alpha * tckd + beta * nckd) * (t_t[:, 0] * t_s[:, 0] if scale is None else scale)
     return per.mean(), per

@@ -11,7 +11,7 @@ import io
 import json
 import logging
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from rltemp.config import Config
 from rltemp.data import DataBundle, load_dataset
 from rltemp.errors import RltempError
 from rltemp.kd.strategies import StrategyContext, TemperatureStrategy, build_strategy
-from rltemp.kd.tblog import log_decisions
+from rltemp.kd.tblog import decision_figure, log_decisions, write_hparams
 from rltemp.kd.trainer import Distiller, EpochStats, evaluate
 from rltemp.models import build_model, load_checkpoint, load_state_strict, save_checkpoint
 from rltemp.paths import atomic_write_bytes, cache_dir
@@ -67,6 +67,14 @@ def _non_default(obj: Any) -> dict[str, Any]:
     return {k: v for k, v in asdict(obj).items() if getattr(default, k) != v}
 
 
+def teacher_data(cfg: Config, data: DataBundle, device: torch.device) -> DataBundle:
+    """The data the teacher trains on: the student's, or the same dataset with ``teacher.data_options``."""
+    if not cfg.teacher.data_options:
+        return data
+    tcfg = replace(cfg.data, options={**cfg.data.options, **cfg.teacher.data_options})
+    return load_dataset(tcfg).to(device)
+
+
 def teacher_cache_path(cfg: Config, data: DataBundle) -> Path:
     """Cached teachers are keyed by everything that determines them: data, model, recipe, seed."""
     key = {"data": cfg.data.name, "data_sha1": data_fingerprint(data), "model": cfg.teacher.model,
@@ -81,7 +89,7 @@ def train_teacher(cfg: Config, data: DataBundle, device: torch.device, progress:
     model = build_teacher_model(cfg, data)
     trainer = Distiller(cfg.teacher.train, data, model, seed=cfg.teacher.seed, device=device)
     t0 = time.perf_counter()
-    _fit_with_progress(trainer, f"teacher {cfg.teacher.model}", progress, writer)
+    _fit_with_progress(trainer, f"teacher {cfg.teacher.model}", progress, EpochLogger(writer) if writer else None)
     test_acc, test_loss = evaluate(trainer.student, data.test, data)
     return trainer.student, {
         "test_acc": test_acc, "test_loss": test_loss, "val_acc": trainer.best_val_acc,
@@ -96,13 +104,14 @@ def get_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: b
         ckpt = load_checkpoint(cfg.teacher.checkpoint)
         load_state_strict(model, ckpt["model"], f"teacher checkpoint {cfg.teacher.checkpoint}")
         return model.to(device).eval()
-    path = teacher_cache_path(cfg, data)
+    tdata = teacher_data(cfg, data, device)
+    path = teacher_cache_path(cfg, tdata)
     if path.exists():
         load_state_strict(model, load_checkpoint(path)["model"], f"cached teacher {path}")
         log.info("using cached teacher %s", path)
         return model.to(device).eval()
     log.info("no cached teacher at %s: training one", path)
-    model, res = train_teacher(cfg, data, device, progress)
+    model, res = train_teacher(cfg, tdata, device, progress)
     save_checkpoint(path, model, {"arch": cfg.teacher.model, "test_acc": res["test_acc"], "val_acc": res["val_acc"]})
     log.info("teacher: val %.4f test %.4f (%.1fs), cached at %s", res["val_acc"], res["test_acc"], res["wall_time_s"], path)
     return model.eval()
@@ -111,26 +120,46 @@ def get_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: b
 # --------------------------------------------------------------------------- logging
 
 
-FIGURE_EVERY = 5  # epochs between temperature-vs-confidence figures (and the last epoch)
+FIGURE_EVERY = 5  # epochs between decision figures (and the last epoch)
 
 
-def log_epoch(writer: Any, stats: EpochStats, lr: float, last: bool = False) -> None:
-    if writer is None:
-        return
-    e = stats.epoch
-    writer.add_scalar("kd/loss", stats.train_loss, e)
-    writer.add_scalar("kd/lr", lr, e)
-    writer.add_scalar("eval/val_acc", stats.val_acc, e)
-    writer.add_scalar("eval/val_loss", stats.val_loss, e)
-    writer.add_scalar("time/epoch_s", stats.seconds, e)
-    if stats.temperatures is not None:
-        log_decisions(writer, e, stats.temperatures, stats.teacher_conf, stats.student_correct,
-                      figure=last or e % FIGURE_EVERY == 0)
-    for k, v in stats.extra.items():
-        writer.add_scalar(k, v, e)
+class EpochLogger:
+    """Writes one distillation run's TensorBoard views epoch by epoch (:mod:`rltemp.kd.tblog`):
+    losses, accuracy, the temperature per epoch, per-instance decision scalars and histograms for
+    methods that vary T per instance, and decision figures for policy runs."""
+
+    def __init__(self, writer: Any, title: str = "", figures: bool = False,
+                 t_range: tuple[float, float] = (1.0, 10.0)) -> None:
+        self.writer, self.title, self.figures, self.t_range = writer, title, figures, t_range
+        self.history: list[dict[str, float]] = []
+
+    def __call__(self, stats: EpochStats, lr: float, last: bool = False) -> None:
+        w, e = self.writer, stats.epoch
+        if w is None:
+            return
+        w.add_scalar("kd/loss", stats.train_loss, e)
+        w.add_scalar("kd/lr", lr, e)
+        w.add_scalar("eval/val_acc", stats.val_acc, e)
+        w.add_scalar("eval/val_loss", stats.val_loss, e)
+        w.add_scalar("time/epoch_s", stats.seconds, e)
+        if stats.decisions is not None:  # methods whose temperature varies per instance
+            self.history.append(log_decisions(w, e, stats.decisions))
+            if self.figures and (last or e % FIGURE_EVERY == 0):
+                fig = decision_figure(stats.decisions, f"{self.title} — epoch {e}", self.t_range, self.history)
+                w.add_figure("decisions/temperature_vs_confidence_and_progress", fig, e)
+        elif stats.temperature_stats is not None:  # one temperature per step: its mean
+            ts = stats.temperature_stats
+            mean = ts["sum"] / ts["n"]
+            self.history.append({"mean": mean, "std": 0.0, "p10": ts["min"], "p90": ts["max"]})
+            w.add_scalar("kd/temperature_mean", mean, e)
+            if self.figures and last:  # a schedule-only policy: its schedule
+                w.add_figure("decisions/temperature_vs_confidence_and_progress",
+                             decision_figure(None, f"{self.title} — schedule", self.t_range, self.history), e)
+        for k, v in stats.extra.items():
+            w.add_scalar(k, v, e)
 
 
-def _fit_with_progress(trainer: Distiller, desc: str, progress: bool, writer: Any,
+def _fit_with_progress(trainer: Distiller, desc: str, progress: bool, log: EpochLogger | None,
                        on_epoch: Any = None) -> None:
     from tqdm.auto import tqdm
 
@@ -140,13 +169,24 @@ def _fit_with_progress(trainer: Distiller, desc: str, progress: bool, writer: An
         while not trainer.done:
             lr = trainer.optimizer.param_groups[0]["lr"]
             stats = trainer.run_epoch()
-            log_epoch(writer, stats, lr, last=trainer.done)
+            if log is not None:
+                log(stats, lr, last=trainer.done)
             bar.set_postfix(val_acc=f"{stats.val_acc:.4f}")
             bar.update(1)
             if on_epoch is not None:
                 on_epoch(stats)
     finally:
         bar.close()
+
+
+def combine_temperatures(epochs: list[dict[str, float]]) -> dict[str, float] | None:
+    """Mean, sample std, min and max over all the epochs' temperatures."""
+    if not epochs:
+        return None
+    n = sum(e["n"] for e in epochs)
+    mean = sum(e["sum"] for e in epochs) / n
+    var = max(sum(e["sumsq"] for e in epochs) - n * mean * mean, 0.0) / (n - 1) if n > 1 else 0.0
+    return {"mean": mean, "std": var**0.5, "min": min(e["min"] for e in epochs), "max": max(e["max"] for e in epochs)}
 
 
 def temperature_summary(temps: list[torch.Tensor]) -> dict[str, float] | None:
@@ -171,6 +211,23 @@ def prepare(cfg: Config) -> tuple[DataBundle, torch.device, TemperatureStrategy 
     return data.to(device), device, strategy
 
 
+def method_name(spec: str) -> str:
+    """A short method name for tables and TensorBoard: ``policy:/long/path/run`` -> ``policy:run``."""
+    name, _, rest = spec.partition(":")
+    if name in ("policy", "online") and rest:
+        return f"{name}:{Path(rest).stem if rest.endswith(('.json', '.yaml')) else Path(rest).name}"
+    return spec
+
+
+def run_hparams(cfg: Config, student: nn.Module) -> dict[str, Any]:
+    """The one hparams schema of every distill run (TensorBoard's HPARAMS table): the pair (the
+    config's name; a bench sets it to the pair's name), the method, the student with its size, the seed."""
+    from rltemp.models import count_params
+
+    return {"pair": cfg.name, "method": method_name(cfg.distill.temperature),
+            "student": f"{cfg.student.model} ({count_params(student) / 1e3:.0f}k params)", "seed": cfg.seed}
+
+
 def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path | None = None,
                 progress: bool = True, runs_root: str | Path = "runs") -> dict[str, Any]:
     """Distil one student; write the run folder; return ``results.json``'s content."""
@@ -185,22 +242,31 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
     student = build_student_model(cfg, data, cfg.seed)
     trainer = Distiller(cfg.distill, data, student, teacher, strategy, seed=cfg.seed, device=device)
     state_path = run.path / "state.pt"
+    # per-epoch temperature statistics and schedule decisions, kept in state.pt so a resumed run reports the whole run
+    per_epoch: list[dict[str, float]] = []
+    schedule: list[float] = []
     if resume is not None and state_path.exists():
-        trainer.load_state_dict(torch.load(state_path, map_location=device, weights_only=True))
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        trainer.load_state_dict(state)
+        per_epoch, schedule = list(state.get("temperature_epochs", [])), list(state.get("schedule", []))
         log.info("resumed %s at epoch %d", run.path, trainer.epoch)
     writer = SummaryWriter(str(run.tb))
-    temps: list[torch.Tensor] = []
     t0 = time.perf_counter()
 
     def on_epoch(stats: EpochStats) -> None:
-        if stats.temperatures is not None:
-            temps.append(stats.temperatures)
+        if stats.temperature_stats is not None:
+            per_epoch.append(stats.temperature_stats)
+        if "policy/schedule_temperature" in stats.extra:
+            schedule.append(stats.extra["policy/schedule_temperature"])
         buf = io.BytesIO()
-        torch.save(trainer.state_dict(), buf)
+        torch.save({**trainer.state_dict(), "temperature_epochs": per_epoch, "schedule": schedule}, buf)
         atomic_write_bytes(state_path, buf.getvalue())
 
     try:
-        _fit_with_progress(trainer, f"distill {cfg.distill.temperature}", progress, writer, on_epoch)
+        spec = cfg.distill.temperature
+        log_epochs = EpochLogger(writer, title=f"{cfg.name} / {method_name(spec)} / seed {cfg.seed}",
+                                 figures=spec.startswith("policy:"), t_range=(cfg.env.t_min, cfg.env.t_max))
+        _fit_with_progress(trainer, f"distill {spec}", progress, log_epochs, on_epoch)
         wall = time.perf_counter() - t0
         test_acc, test_loss = evaluate(trainer.student, data.test, data)
         val_acc, _ = evaluate(trainer.student, data.val, data)
@@ -221,7 +287,9 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
             "epochs": trainer.epoch,
             "kd_steps": trainer.step_count,
             "wall_time_s": wall,
-            "temperature": temperature_summary(temps),
+            "temperature": combine_temperatures(per_epoch),
+            "temperature_by_epoch": [e["sum"] / e["n"] for e in per_epoch] or None,
+            "schedule": schedule or None,
             "method": cfg.distill.temperature,
             "seed": cfg.seed,
             "student": cfg.student.model,
@@ -230,11 +298,8 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
             "device": str(device),
         }
         writer.add_scalar("eval/test_acc", test_acc, trainer.epoch)
-        writer.add_hparams(
-            {"method": cfg.distill.temperature, "seed": cfg.seed, "student": cfg.student.model},
-            {"hparam/test_acc": test_acc, "hparam/best_val_acc": trainer.best_val_acc},
-            run_name=".",
-        )
+        write_hparams(writer, run_hparams(cfg, student), {"hparam/test_acc": test_acc, "hparam/val_acc": val_acc,
+                                                          "hparam/wall_time_s": wall})
     finally:
         writer.close()
     state_path.unlink(missing_ok=True)
@@ -248,7 +313,7 @@ def run_teacher(cfg: Config, out: str | Path | None = None, progress: bool = Tru
     from torch.utils.tensorboard import SummaryWriter
 
     device = resolve_device(cfg.device)
-    data = load_dataset(cfg.data).to(device)
+    data = teacher_data(cfg, load_dataset(cfg.data).to(device), device)
     build_teacher_model(cfg, data)
     run = RunDir.create("teacher", cfg.name, out, cfg.to_dict(), runs_root)
     writer = SummaryWriter(str(run.tb))

@@ -32,11 +32,27 @@ class StrategyContext:
     epochs: int
 
 
+REFERENCE_EPOCHS = 240  # the CIFAR-100 recipe the reference implementations' epoch counts belong to
+
+
+def scaled_epochs(reference_epochs: float, epochs: int) -> float:
+    """Epoch-count hyperparameters of the 240-epoch reference recipes (CTKD's λ ramp, DTKD's and
+    DKD's warm-up), scaled to a run of ``epochs``: n · epochs / 240 — the same fraction of training.
+    Exact for the 240-epoch CIFAR presets; 20 reference epochs are 2.5 of the default 30."""
+    return reference_epochs * epochs / REFERENCE_EPOCHS
+
+
+def warmup_factor(epoch: int, warmup_epochs: float) -> float:
+    """min(e / warmup, 1) with e the 1-based epoch, as in mdistiller's DKD / DTKD trainers."""
+    return 1.0 if warmup_epochs <= 0 else min((epoch + 1) / warmup_epochs, 1.0)
+
+
 class TemperatureStrategy(nn.Module):
     """Base class. Subclasses implement :meth:`forward`."""
 
     spec: str = ""
     needs_teacher: bool = True
+    per_instance: bool = False  # True when temperatures vary across the instances of a batch
 
     def forward(
         self, teacher_logits: torch.Tensor, student_logits: torch.Tensor, labels: torch.Tensor, progress: float
@@ -45,6 +61,13 @@ class TemperatureStrategy(nn.Module):
 
     def loss_scale(self, temperature: torch.Tensor) -> torch.Tensor | None:
         """Per-instance KD scale; ``None`` keeps the default ``T_t * T_s``."""
+        return None
+
+    def objective(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                  epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """A method whose reference objective is more than ``kd_weight`` · KD at its temperatures
+        (DTKD) returns ``(weighted batch loss, per-instance loss (B,), temperatures)`` here; the
+        Distiller then adds only ``ce_weight`` · CE. ``None``: the standard path."""
         return None
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
@@ -204,24 +227,29 @@ def grad_reverse(x: torch.Tensor, lam: float) -> torch.Tensor:
     return _GradReverse.apply(x, lam)
 
 
-def ctkd_lambda(epoch: int, ramp: int, lam_max: float) -> float:
+def ctkd_lambda(epoch: int, ramp: float, lam_max: float) -> float:
     """CTKD's curriculum: lambda rises from 0 to lam_max by a cosine over ``ramp`` epochs, then holds:
-    lambda(e) = lam_max * (1 - cos(pi * min(e, ramp) / ramp)) / 2."""
+    lambda(e) = lam_max · (1 − cos(π · min(e, ramp) / ramp)) / 2, with e the 1-based epoch (the
+    reference's ``CosineDecay(max 0, min −1, loops 10)`` gives −lambda at epoch e = 1, 2, ...)."""
     if ramp <= 0:
         return lam_max
-    return lam_max * (1 - math.cos(math.pi * min(epoch, ramp) / ramp)) / 2
+    e = min(epoch + 1, ramp)
+    return lam_max * (1 - math.cos(math.pi * e / ramp)) / 2
 
 
 class CTKD(TemperatureStrategy):
-    """Curriculum Temperature KD (Li et al., AAAI 2023), global version.
+    """Curriculum Temperature KD (Li et al., AAAI 2023), global version, as in ``zhengli97/CTKD``.
 
-    ``T = start + range * sigmoid(theta)``, theta a learned scalar reached by the KD loss through a
-    gradient-reversal layer scaled by lambda (:func:`ctkd_lambda`), so the optimiser's step on theta
-    *increases* the KD loss (the adversarial, "harder" direction) while the student minimises it.
-    theta starts where T = ``init`` (our choice: the conventional 4).
+    ``T = start + range · sigmoid(theta)`` with theta a learned scalar (reference: ``t_start`` 1,
+    ``t_end`` 20 used as the range, ``global_T`` initialised to 1, so T starts at 1 + 20 σ(1) ≈ 15.6).
+    The KD loss reaches theta through a gradient-reversal layer scaled by lambda (:func:`ctkd_lambda`),
+    so the optimiser's step on theta *increases* the KD loss (the adversarial, "harder" direction)
+    while the student minimises it; theta sits in the student's optimiser (same lr, weight decay).
+    Differences from the reference: the λ ramp (10 epochs of 240) is scaled to the run's budget
+    (:func:`scaled_epochs`); ``init`` may set another starting temperature.
     """
 
-    def __init__(self, start: float, t_range: float, init: float, ramp: int, lam_max: float) -> None:
+    def __init__(self, start: float, t_range: float, init: float, ramp: float, lam_max: float) -> None:
         super().__init__()
         if not start < init < start + t_range:
             raise ConfigError(f"temperature SPEC 'ctkd': init must lie in ({start}, {start + t_range}), got {init}")
@@ -245,7 +273,10 @@ class CTKD(TemperatureStrategy):
 
 class CTKDInstance(CTKD):
     """CTKD instance-wise variant: theta_i = MLP([p_t,i, p_s,i]) on the (detached) teacher and
-    student probability vectors, with the same reversal and curriculum as :class:`CTKD`."""
+    student probability vectors, with the same reversal and curriculum as :class:`CTKD`. The paper
+    describes it; the public code only has the global version, so this MLP is ours."""
+
+    per_instance = True
 
     def __init__(self, num_classes: int, hidden: int, **kw: Any) -> None:
         super().__init__(**kw)
@@ -260,14 +291,15 @@ class CTKDInstance(CTKD):
         return self._temperature(self.mlp(feats).squeeze(-1))
 
 
-_CTKD_FIELDS = {"ramp": 10, "lambda_max": 1.0, "start": 1.0, "range": 20.0, "init": 4.0}
+CTKD_INIT = 1.0 + 20.0 / (1.0 + math.exp(-1.0))  # the reference's global_T = 1: T = 1 + 20 σ(1) ≈ 15.62
+_CTKD_FIELDS = {"ramp": 10.0, "lambda_max": 1.0, "start": 1.0, "range": 20.0, "init": CTKD_INIT}
 
 
 @STRATEGIES.register("ctkd")
 def _ctkd(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
     p = bind_args("ctkd", args, kwargs, _CTKD_FIELDS)
     _positive("ctkd", range=p["range"])
-    return CTKD(p["start"], p["range"], p["init"], p["ramp"], p["lambda_max"])
+    return CTKD(p["start"], p["range"], p["init"], scaled_epochs(p["ramp"], ctx.epochs), p["lambda_max"])
 
 
 @STRATEGIES.register("ctkd-instance")
@@ -275,8 +307,8 @@ def _ctkd_instance(args: list[str], kwargs: dict[str, str], ctx: StrategyContext
     p = bind_args("ctkd-instance", args, kwargs, {**_CTKD_FIELDS, "hidden": 256})
     _positive("ctkd-instance", range=p["range"])
     return CTKDInstance(
-        ctx.num_classes, p["hidden"], start=p["start"], t_range=p["range"], init=p["init"], ramp=p["ramp"],
-        lam_max=p["lambda_max"],
+        ctx.num_classes, p["hidden"], start=p["start"], t_range=p["range"], init=p["init"],
+        ramp=scaled_epochs(p["ramp"], ctx.epochs), lam_max=p["lambda_max"],
     )
 
 
@@ -284,33 +316,53 @@ def _ctkd_instance(args: list[str], kwargs: dict[str, str], ctx: StrategyContext
 
 
 class DTKD(TemperatureStrategy):
-    """Dynamic Temperature KD (Wei & Bai 2024), per-instance teacher/student pair:
+    """Dynamic Temperature KD (Wei & Bai 2024), the whole objective of the authors' released code.
 
-        T_t,i = 2 * max(z_t,i) / (max z_s,i + max z_t,i) * tau
-        T_s,i = 2 * max(z_s,i) / (max z_s,i + max z_t,i) * tau
+    Per instance, from the max logits (gradients flow through them, as in the reference):
 
-    so the sharper model (larger max logit) gets the higher temperature. The paper's derivation
-    carries an erratum; we implement the formula above. Temperatures are treated as constants
-    (detached) and clamped to [0.01, 100] to guard against non-positive max logits. Scale T_t * T_s.
+        T_t,i = 2 · max(z_t,i) / (max z_s,i + max z_t,i) · τ,   T_s,i = 2 · max(z_s,i) / (…) · τ
+
+    and the distillation objective (the Distiller adds ``ce_weight`` · CE; ``kd_weight`` is unused —
+    α and β are DTKD's own weights):
+
+        L = min(e / warmup, 1) · (α · mean_i T_t,i T_s,i KL(p_t^{T_t,i} ‖ p_s^{T_s,i}) + β · mean_i τ² KL(p_t^τ ‖ p_s^τ))
+
+    with e the 1-based epoch. Defaults α = 3, β = 1, τ = 4, warmup = 20 reference epochs (scaled to
+    the run's budget, :func:`scaled_epochs`). The paper's derivation carries an erratum; this is the
+    reference code's objective. One guard the reference lacks: each temperature is clamped to
+    ≥ 0.01 (a non-positive sum of max logits would otherwise give non-positive temperatures).
     """
 
-    def __init__(self, tau: float) -> None:
+    per_instance = True
+
+    def __init__(self, tau: float, alpha: float, beta: float, warmup: float) -> None:
         super().__init__()
-        self.tau = tau
+        self.tau, self.alpha, self.beta, self.warmup = tau, alpha, beta, warmup
 
     def forward(self, teacher_logits, student_logits, labels, progress):  # noqa: ANN001, ANN201
-        mt = teacher_logits.detach().max(-1).values
-        ms = student_logits.detach().max(-1).values
+        mt = teacher_logits.max(-1).values
+        ms = student_logits.max(-1).values
         denom = mt + ms
-        pair = torch.stack([2 * mt / denom * self.tau, 2 * ms / denom * self.tau], -1)
-        return torch.nan_to_num(pair, nan=self.tau).clamp(0.01, 100.0)
+        return torch.stack([2 * mt / denom * self.tau, 2 * ms / denom * self.tau], -1).clamp_min(0.01)
+
+    def objective(self, student_logits, teacher_logits, labels, epoch):  # noqa: ANN001, ANN201
+        from rltemp.kd.loss import kd_loss
+
+        pair = self(teacher_logits, student_logits, labels, 0.0)
+        _, dynamic = kd_loss(student_logits, teacher_logits, pair)
+        _, vanilla = kd_loss(student_logits, teacher_logits, self.tau)
+        per = warmup_factor(epoch, self.warmup) * (self.alpha * dynamic + self.beta * vanilla)
+        return per.mean(), per, pair.detach()
 
 
 @STRATEGIES.register("dtkd")
 def _dtkd(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
-    p = bind_args("dtkd", args, kwargs, {"tau": 4.0})
+    p = bind_args("dtkd", args, kwargs, {"tau": 4.0, "alpha": 3.0, "beta": 1.0, "warmup": 20.0})
     _positive("dtkd", tau=p["tau"])
-    return DTKD(p["tau"])
+    for k in ("alpha", "beta", "warmup"):
+        if not (math.isfinite(p[k]) and p[k] >= 0):
+            raise ConfigError(f"temperature SPEC 'dtkd': {k} must be a finite number >= 0, got {p[k]}")
+    return DTKD(p["tau"], p["alpha"], p["beta"], scaled_epochs(p["warmup"], ctx.epochs))
 
 
 class LogitStandardization(TemperatureStrategy):
@@ -323,6 +375,8 @@ class LogitStandardization(TemperatureStrategy):
     the reference code pairs it with a KD weight of 9 (vs. 0.9 for its KD baseline); rltemp uses
     the configured ``distill.kd_weight`` for every strategy.
     """
+
+    per_instance = True
 
     def __init__(self, tau: float) -> None:
         super().__init__()

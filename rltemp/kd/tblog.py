@@ -1,54 +1,228 @@
-"""TensorBoard views of temperature decisions, shared by distillation and policy training.
+"""TensorBoard views of temperature decisions — how hot, for whom, when — shared by distillation
+runs and policy training.
 
-Tags: ``kd/temperature`` (histogram), ``kd/temperature_mean|std``, the same split by whether the
-student got the instance right (``kd/temperature_correct_mean|std``, ``kd/temperature_wrong_mean|std``),
-and ``kd/temperature_vs_confidence``: a scatter figure of temperature against the teacher's top-1
-probability, coloured by student correctness.
+Per epoch (``step`` = epoch) for every KD run: ``kd/temperature_mean``. For methods whose
+temperature varies per instance, also: ``kd/temperature_std``, ``kd/temperature_p10|p90`` (the
+spread), ``kd/temperature_correct_mean`` / ``kd/temperature_wrong_mean`` (instances the student
+gets right vs wrong, one chart in the dashboard) and the ``kd/temperature`` histogram. Policy runs
+add ``decisions/`` figures (:func:`decision_figure`): temperature against the teacher's top-1
+probability and against the student's probability of the true class, coloured by student
+correctness (the minority class drawn on top, fixed axes, titled with run and epoch), and the mean
+temperature over the epochs so far with its 10–90 % band. :data:`LAYOUT` is the dashboard: a
+custom-scalars layout written once at the top of a bench or quickstart folder (:func:`write_layout`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 
-def log_decisions(writer: Any, step: int, temperature: torch.Tensor, teacher_conf: torch.Tensor | None = None,
-                  student_correct: torch.Tensor | None = None, figure: bool = False, max_points: int = 3000) -> None:
-    """Log per-instance temperatures (student side for pairs) of one epoch / rollout."""
-    if writer is None or temperature is None or len(temperature) == 0:
-        return
-    t = temperature.float().cpu()
-    writer.add_histogram("kd/temperature", t, step)
-    writer.add_scalar("kd/temperature_mean", float(t.mean()), step)
-    writer.add_scalar("kd/temperature_std", float(t.std()) if len(t) > 1 else 0.0, step)
-    if student_correct is not None:
-        c = student_correct.bool().cpu()
-        for name, mask in (("correct", c), ("wrong", ~c)):
-            if mask.any():
-                sel = t[mask]
-                writer.add_scalar(f"kd/temperature_{name}_mean", float(sel.mean()), step)
-                writer.add_scalar(f"kd/temperature_{name}_std", float(sel.std()) if len(sel) > 1 else 0.0, step)
-    if figure and teacher_conf is not None and student_correct is not None:
-        writer.add_figure("kd/temperature_vs_confidence",
-                          temperature_figure(t, teacher_conf.float().cpu(), student_correct.bool().cpu(), max_points),
-                          step)
+@dataclass
+class Decisions:
+    """One epoch's per-instance decisions (CPU tensors of equal length)."""
+
+    temperature: torch.Tensor  # the student-side temperature of every instance
+    teacher_conf: torch.Tensor  # the teacher's top-1 probability
+    student_p_true: torch.Tensor  # the student's probability of the true class
+    correct: torch.Tensor  # bool: the student's top-1 is the label
 
 
-def temperature_figure(t: torch.Tensor, conf: torch.Tensor, correct: torch.Tensor, max_points: int = 3000):  # noqa: ANN201
+def spread(t: torch.Tensor) -> dict[str, float]:
+    t = t.float()
+    q = torch.quantile(t, torch.tensor([0.1, 0.9])) if len(t) > 1 else torch.stack([t[0], t[0]])
+    return {"mean": float(t.mean()), "std": float(t.std()) if len(t) > 1 else 0.0, "p10": float(q[0]), "p90": float(q[1])}
+
+
+def log_decisions(writer: Any, step: int, d: Decisions) -> dict[str, float]:
+    """Per-instance temperature scalars and the histogram of one epoch; returns the spread."""
+    s = spread(d.temperature)
+    for k, v in s.items():
+        writer.add_scalar(f"kd/temperature_{k}", v, step)
+    c = d.correct.bool()
+    for name, mask in (("correct", c), ("wrong", ~c)):
+        if mask.any():
+            writer.add_scalar(f"kd/temperature_{name}_mean", float(d.temperature[mask].float().mean()), step)
+    writer.add_histogram("kd/temperature", d.temperature.float(), step)
+    return s
+
+
+def decision_figure(d: Decisions | None, title: str, t_range: tuple[float, float], history: list[dict[str, float]],
+                    max_points: int = 3000):  # noqa: ANN201
+    """Three panels: T vs teacher confidence, T vs the student's true-class probability (coloured by
+    correctness, the smaller group drawn last, on top), and the mean T per epoch with its 10–90 % band.
+    Without per-instance decisions (one temperature per step) only the last panel."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    lo, hi = t_range
+    if d is None:
+        fig, ax = plt.subplots(figsize=(5, 3.6))
+        _schedule_panel(ax, history, lo, hi)
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout()
+        return fig
     g = torch.Generator().manual_seed(0)
-    idx = torch.randperm(len(t), generator=g)[:max_points]
-    t, conf, correct = t[idx], conf[idx], correct[idx]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for mask, colour, label in ((correct, "tab:green", "student correct"), (~correct, "tab:red", "student wrong")):
-        ax.scatter(conf[mask].numpy(), t[mask].numpy(), s=4, alpha=0.4, c=colour, label=label)
-    ax.set_xlabel("teacher top-1 probability")
+    idx = torch.randperm(len(d.temperature), generator=g)[:max_points]
+    t, conf, pt, ok = (x[idx] for x in (d.temperature.float(), d.teacher_conf.float(), d.student_p_true.float(),
+                                        d.correct.bool()))
+    groups = [(ok, "tab:green", "student right"), (~ok, "tab:red", "student wrong")]
+    groups.sort(key=lambda gr: -int(gr[0].sum()))  # majority first, minority on top
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, x, label in ((axes[0], conf, "teacher top-1 probability"), (axes[1], pt, "student probability of the true class")):
+        for mask, colour, name in groups:
+            ax.scatter(x[mask].numpy(), t[mask].numpy(), s=4, alpha=0.45, c=colour, label=f"{name} ({int(mask.sum())})")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(lo * 0.95, hi * 1.05)
+        ax.set_yscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("temperature")
+    axes[0].legend(loc="upper left", fontsize=7, markerscale=3)
+    _schedule_panel(axes[2], history, lo, hi)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _schedule_panel(ax: Any, history: list[dict[str, float]], lo: float, hi: float) -> None:
+    e = list(range(len(history)))
+    ax.fill_between(e, [h["p10"] for h in history], [h["p90"] for h in history], alpha=0.25, label="10–90 %")
+    ax.plot(e, [h["mean"] for h in history], "k-", label="mean")
+    ax.set_ylim(lo * 0.95, hi * 1.05)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
     ax.set_ylabel("temperature")
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper right", fontsize=7)
+
+
+def schedule_figure(episodes: list[dict[str, Any]], title: str, t_range: tuple[float, float]):  # noqa: ANN201
+    """Policy training: per episode (recent ones darker), the sampled schedule (thin) and the
+    deterministic one the policy would choose (bold), against the epoch within the episode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    n = len(episodes)
+    for i, ep in enumerate(episodes):
+        shade = 0.25 + 0.75 * (i + 1) / n
+        ax.plot(ep["temperature"], color=(0.8 * (1 - shade), 0.4, shade), lw=0.7, alpha=0.5)
+        ax.plot(ep["temperature_deterministic"], color=(0.8 * (1 - shade), 0.4, shade), lw=2.0,
+                label=f"episode {ep['episode']}" if i in (0, n - 1) else None)
+    ax.set_ylim(t_range[0] * 0.95, t_range[1] * 1.05)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch within the episode")
+    ax.set_ylabel("temperature")
+    ax.legend(loc="upper right", fontsize=7, title="bold: deterministic, thin: sampled", title_fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def write_hparams(writer: Any, hparams: dict[str, Any], metrics: dict[str, float], step: int = 0) -> None:
+    """One row of TensorBoard's HPARAMS table in ``writer``'s own event file (``SummaryWriter.add_hparams``
+    would open a second writer and file for it)."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    exp, ssi, sei = hparams_summary(hparams, metrics)
+    for summary in (exp, ssi, sei):
+        writer.file_writer.add_summary(summary)
+    for k, v in metrics.items():
+        writer.add_scalar(k, v, step)
+
+
+# The dashboard (TensorBoard's CUSTOM SCALARS tab). Tags are regular expressions over every run.
+LAYOUT = {
+    "1 · how hot, when (every KD method)": {
+        "mean temperature per epoch": ["Multiline", [r"^kd/temperature_mean$"]],
+        "validation accuracy per epoch": ["Multiline", [r"^eval/val_acc$"]],
+    },
+    "2 · for whom (methods with per-instance temperatures)": {
+        "students right vs wrong: mean temperature": ["Multiline", [r"^kd/temperature_(correct|wrong)_mean$"]],
+        "spread: 10th and 90th percentile": ["Multiline", [r"^kd/temperature_p(10|90)$"]],
+    },
+    "3 · policy training": {
+        "schedule the policy would choose (deterministic), first / middle / last epoch, per episode":
+            ["Multiline", [r"^train_schedule/T_(first|middle|last)_epoch_deterministic$"]],
+        "episode return (gain over the reference, in val-accuracy points)": ["Multiline", [r"^train_schedule/episode_return$"]],
+        "critic: explained variance": ["Multiline", [r"^train/explained_variance$"]],
+    },
+}
+
+
+def layout_tags() -> list[str]:
+    return [t for cat in LAYOUT.values() for _, tags in cat.values() for t in tags]
+
+
+def write_layout(folder: str | Path) -> None:
+    """Write the dashboard layout into its own small event file at the top of ``folder``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(Path(folder) / "dashboard")) as w:
+        w.add_custom_scalars(LAYOUT)
+
+
+def sensitivity_figure(policy: Any, rows: torch.Tensor | None = None, title: str = ""):  # noqa: ANN201
+    """How a trained policy's temperature moves across each feature's range with the others fixed:
+    the schedule head's temperature against progress (one line per value of each other global
+    feature), and — for a modulator — its multiplier against each instance feature, the others at
+    the median of ``rows`` (observed feature rows; 0.5 without them)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rltemp.kd.features import GLOBAL_FEATURES, GlobalState
+    from rltemp.kd.policy import action_to_temperature, centred_log_multiplier
+
+    inst = list(policy.instance_features)
+    n = 1 + (len(inst) if policy.modulator is not None else 0)
+    cols = min(n, 4)
+    fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(3.6 * cols, 3.0 * ((n + cols - 1) // cols)),
+                             squeeze=False)
+    axes = axes.flatten()
+    p = torch.linspace(0, 1, 31)
+    others = [f for f in policy.schedule_features if f != "progress"]
+    levels = [0.1, 0.2, 0.3, 0.5, 0.8] if others else [None]
+    ax = axes[0]
+    for v in levels:
+        states = [GlobalState(float(x), v if v is not None else 0.0, 1.0) for x in p]
+        obs = torch.tensor([[GLOBAL_FEATURES.get(f)(s) for f in policy.schedule_features] for s in states])
+        with torch.no_grad():
+            t = action_to_temperature(policy.schedule(obs)[:, 0], policy.t_min, policy.t_max)
+        ax.plot(p.numpy(), t.numpy(), label=f"{others[0]} = {v}" if v is not None else None)
+    ax.set_yscale("log")
+    ax.set_ylim(policy.t_min * 0.95, policy.t_max * 1.05)
+    ax.set_xlabel("progress")
+    ax.set_ylabel("schedule temperature")
+    if others:
+        ax.legend(fontsize=6)
+    ax.set_title("schedule head", fontsize=9)
+    if policy.modulator is not None:
+        base = rows.median(0).values if rows is not None and len(rows) else torch.full((len(inst),), 0.5)
+        grid = torch.linspace(0, 1, 41)
+        for j, f in enumerate(inst):
+            obs = base.repeat(len(grid), 1)
+            obs[:, j] = grid
+            with torch.no_grad():
+                b = policy.modulator(obs)[:, 0]
+            # the multiplier relative to the batch's geometric mean, as if these rows were one batch
+            m = torch.exp(centred_log_multiplier(b, policy.max_multiplier))
+            ax = axes[1 + j]
+            ax.plot(grid.numpy(), m.numpy())
+            ax.axhline(1.0, color="grey", lw=0.5)
+            ax.set_ylim(1 / policy.max_multiplier, policy.max_multiplier)
+            ax.set_yscale("log")
+            ax.set_xlabel(f)
+            ax.set_ylabel("multiplier")
+    for ax in axes[n:]:
+        ax.axis("off")
+    fig.suptitle(title or "policy sensitivity", fontsize=10)
     fig.tight_layout()
     return fig

@@ -12,8 +12,10 @@ Batches are drawn with ``drop_last=True`` so every step sees exactly ``batch_siz
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,9 +26,10 @@ from torch import nn
 
 from rltemp.config import DistillConfig, OptimConfig
 from rltemp.data.base import DataBundle, Split
-from rltemp.errors import ConfigError
-from rltemp.kd.loss import kd_loss
-from rltemp.kd.strategies import TemperatureStrategy
+from rltemp.errors import ConfigError, RltempError
+from rltemp.kd.loss import dkd_loss, kd_loss
+from rltemp.kd.strategies import TemperatureStrategy, scaled_epochs, warmup_factor
+from rltemp.kd.tblog import Decisions
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +92,10 @@ class EpochStats:
     val_acc: float
     val_loss: float
     seconds: float
-    temperatures: torch.Tensor | None = None  # all per-instance student temperatures of the epoch
-    teacher_conf: torch.Tensor | None = None  # teacher top-1 probability of the same instances
-    student_correct: torch.Tensor | None = None  # whether the student was right on them
+    decisions: Decisions | None = None  # the epoch's per-instance decisions (strategies that vary per instance)
     extra: dict[str, float] = field(default_factory=dict)
+    # exact sufficient statistics of the epoch's (student) temperatures: n, sum, sumsq, min, max
+    temperature_stats: dict[str, float] | None = None
 
 
 class Distiller:
@@ -128,6 +131,10 @@ class Distiller:
             raise ValueError("a temperature strategy needs a teacher")
         self.ce_weight = float(getattr(cfg, "ce_weight", 1.0)) if distilling else 1.0
         self.kd_weight = float(getattr(cfg, "kd_weight", 0.0)) if distilling else 0.0
+        self.loss = str(getattr(cfg, "loss", "kd"))
+        if self.loss == "dkd" and strategy is not None and type(strategy).objective is not TemperatureStrategy.objective:
+            raise ConfigError(f"distill.loss=dkd cannot be combined with {strategy.spec or type(strategy).__name__}: "
+                              "that method brings its own objective; use distill.loss=kd")
         self.teacher = teacher.to(self.device).eval() if (teacher is not None and distilling) else None
         if self.teacher is not None:
             for p in self.teacher.parameters():
@@ -146,13 +153,14 @@ class Distiller:
         self.best_epoch = -1
         self.best_state: dict[str, torch.Tensor] | None = None
         self.last_val_acc = 0.0  # full-val accuracy at the end of the previous epoch (0 before the first)
-        self.loss_ema = 0.0  # exponential moving average (0.9) of the training loss
-        self._epoch_temps: list[torch.Tensor] = []
-        self._epoch_conf: list[torch.Tensor] = []
-        self._epoch_correct: list[torch.Tensor] = []
-        self._epoch_loss = 0.0
-        self._epoch_steps = 0
-        self._epoch_t0 = time.perf_counter()
+        # Per-step bookkeeping costs a list append (no host sync, no extra kernels): the step losses and
+        # temperatures are reduced when read — the loss moving average when someone asks for it (the
+        # environment's features do, every step; a plain run once per epoch), the rest at the epoch's end.
+        # Per-instance decisions (for TensorBoard) are kept only for strategies that vary per instance.
+        self._loss_ema = 0.0
+        self._ema_steps = 0  # steps folded into _loss_ema
+        self.record_decisions = bool(getattr(strategy, "per_instance", False))
+        self._reset_epoch_stats()
         # Teacher-logit cache: without augmentation the teacher's training logits never change.
         self.teacher_cache: torch.Tensor | None = None
         if self.teacher is not None and cache_teacher and not data.augmented:
@@ -161,7 +169,36 @@ class Distiller:
             self.strategy.attach(self)
             self.strategy.on_epoch_start(0, cfg.epochs)
 
+    def _reset_epoch_stats(self) -> None:
+        self._epoch_losses: list[torch.Tensor] = []  # this epoch's step losses (0-d, detached)
+        self._folded = 0  # how many of them the moving average already holds
+        self._epoch_t: list[torch.Tensor] = []  # this epoch's (student) temperatures, per step
+        self._decisions: list[tuple[torch.Tensor, ...]] = []
+        self._epoch_t0 = time.perf_counter()
+
+    def _fold_losses(self) -> None:
+        """Bring the moving average up to date: ema = 0.9 · ema + 0.1 · loss per step (Python floats)."""
+        pending = self._epoch_losses[self._folded:]
+        if not pending:
+            return
+        for v in torch.stack(pending).tolist():
+            self._ema_steps += 1
+            self._loss_ema = v if self._ema_steps == 1 else 0.9 * self._loss_ema + 0.1 * v
+        self._folded = len(self._epoch_losses)
+
     # ------------------------------------------------------------------ stepping API
+    @property
+    def loss_ema(self) -> float:
+        """Exponential moving average (0.9) of the training loss (0 before the first step)."""
+        self._fold_losses()
+        return self._loss_ema
+
+    @loss_ema.setter
+    def loss_ema(self, value: float) -> None:
+        self._fold_losses()
+        self._loss_ema = float(value)
+        self._ema_steps = max(self._ema_steps, self.step_count)
+
     @property
     def progress(self) -> float:
         """Fraction of the optimiser steps done, in [0, 1]."""
@@ -172,7 +209,8 @@ class Distiller:
         return self.epoch >= self.cfg.epochs
 
     def epoch_batches(self):  # noqa: ANN201
-        """Shuffled full batches of the training split for the current epoch."""
+        """Shuffled full batches of the training split for the current epoch (the student in train mode)."""
+        self.student.train()
         return self.data.train.batches(self.cfg.batch_size, shuffle=True, generator=self.generator, drop_last=True)
 
     def teacher_logits(self, x_pre: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -183,12 +221,13 @@ class Distiller:
             return self.teacher(x_pre)
 
     def forward_batch(self, x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Preprocess (augment) a training batch; return student logits (with grad) and teacher logits."""
-        self.student.train()
+        """Preprocess (augment) a training batch; return student logits (with grad) and teacher logits.
+        The student is in train mode: :meth:`epoch_batches` sets it, and evaluation restores it."""
         x_pre = self.data.preprocess(x, True, self.generator)
         if self.channels_last:
             x_pre = x_pre.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        amp = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        with amp:
             z_s = self.student(x_pre)
             z_t = self.teacher_logits(x_pre, idx) if self.teacher is not None else None
         # losses and temperatures in float32
@@ -209,31 +248,49 @@ class Distiller:
         loss = self.ce_weight * ce.mean()
         t = kd = None
         if z_t is not None:
-            scale = None
-            if temperature is None:
-                assert self.strategy is not None
-                temperature = self.strategy(z_t, z_s, y, self.progress)
-                scale = self.strategy.loss_scale(temperature)
-            t = temperature if isinstance(temperature, torch.Tensor) else torch.full((len(y),), float(temperature), device=z_s.device)
-            kd_mean, kd = kd_loss(z_s, z_t, t, scale)
-            loss = loss + self.kd_weight * kd_mean
+            kd_weighted, kd, t = self.kd_term(z_s, z_t, y, temperature)
+            loss = loss + kd_weighted
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.step_count += 1
-        loss_value = float(loss.detach())
-        self.loss_ema = loss_value if self.step_count == 1 else 0.9 * self.loss_ema + 0.1 * loss_value
-        self._epoch_loss += loss_value
-        self._epoch_steps += 1
+        self._epoch_losses.append(loss.detach())
         if t is not None:
             t = t.detach()
-            self._epoch_temps.append(t[:, 1] if t.dim() == 2 else t)
-            self._epoch_conf.append(torch.softmax(z_t.detach().float(), -1).max(-1).values)
-            self._epoch_correct.append(z_s.detach().argmax(-1) == y)
+            ts = t[:, 1] if t.dim() == 2 else t
+            self._epoch_t.append(ts)
+            if self.record_decisions:
+                p_s = torch.softmax(z_s.detach().float(), -1)
+                self._decisions.append((ts, torch.softmax(z_t.detach().float(), -1).max(-1).values,
+                                        p_s.gather(1, y[:, None])[:, 0], p_s.argmax(-1) == y))
         return StepResult(
             z_s.detach(), None if z_t is None else z_t.detach(), y, t, ce.detach(),
             None if kd is None else kd.detach(), loss.detach(),
         )
+
+    def kd_term(self, z_s: torch.Tensor, z_t: torch.Tensor, y: torch.Tensor,
+                temperature: torch.Tensor | float | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(weighted batch KD loss, per-instance KD loss (B,), temperatures (B,) or (B, 2))``.
+
+        Temperatures come from ``temperature`` (the environment's action) or the strategy; they
+        enter ``distill.loss``: ``kd`` weighted by ``kd_weight``, or ``dkd`` (Decoupled KD, with its
+        own α, β and warm-up). A strategy with its own reference objective (DTKD) replaces both."""
+        scale = None
+        if temperature is None:
+            assert self.strategy is not None
+            custom = self.strategy.objective(z_s, z_t, y, self.epoch)
+            if custom is not None:
+                return custom
+            temperature = self.strategy(z_t, z_s, y, self.progress)
+            scale = self.strategy.loss_scale(temperature)
+        t = temperature if isinstance(temperature, torch.Tensor) else torch.full((len(y),), float(temperature), device=z_s.device)
+        if self.loss == "dkd":
+            cfg = self.cfg
+            mean, per = dkd_loss(z_s, z_t, y, t, cfg.dkd_alpha, cfg.dkd_beta, scale, check=False)
+            w = warmup_factor(self.epoch, scaled_epochs(cfg.dkd_warmup, cfg.epochs))
+            return w * mean, w * per, t
+        mean, per = kd_loss(z_s, z_t, t, scale, check=False)  # validated where temperatures enter
+        return self.kd_weight * mean, per, t
 
     def end_epoch(self) -> EpochStats:
         """Step the LR schedule, validate, track the best-on-val state, start the next epoch."""
@@ -243,19 +300,25 @@ class Distiller:
         if val_acc > self.best_val_acc:
             self.best_val_acc, self.best_epoch = val_acc, self.epoch
             self.best_state = copy.deepcopy(self.student.state_dict())
-        def cat(xs: list[torch.Tensor]) -> torch.Tensor | None:
-            return torch.cat(xs).cpu() if xs else None
-
+        self._fold_losses()
+        losses = torch.stack(self._epoch_losses).tolist() if self._epoch_losses else []
+        train_loss = sum(losses) / max(len(losses), 1)
+        if not math.isfinite(train_loss):
+            raise RltempError(f"training diverged: the mean training loss of epoch {self.epoch} is {train_loss} "
+                              "(try a lower learning rate, or another temperature)")
+        t_stats = None
+        if self._epoch_t:
+            ts = torch.cat([t.reshape(-1) for t in self._epoch_t]).double()
+            t_stats = {"n": float(ts.numel()), "sum": float(ts.sum()), "sumsq": float((ts * ts).sum()),
+                       "min": float(ts.min()), "max": float(ts.max())}
         stats = EpochStats(
-            self.epoch, self._epoch_loss / max(self._epoch_steps, 1), val_acc, val_loss,
-            time.perf_counter() - self._epoch_t0, cat(self._epoch_temps),
-            cat(self._epoch_conf), cat(self._epoch_correct),
-            dict(self.strategy.scalars()) if self.strategy is not None else {},
+            self.epoch, train_loss, val_acc, val_loss,
+            time.perf_counter() - self._epoch_t0,
+            Decisions(*(torch.cat(x).cpu() for x in zip(*self._decisions))) if self._decisions else None,
+            dict(self.strategy.scalars()) if self.strategy is not None else {}, t_stats,
         )
         self.epoch += 1
-        self._epoch_temps, self._epoch_conf, self._epoch_correct = [], [], []
-        self._epoch_loss, self._epoch_steps = 0.0, 0
-        self._epoch_t0 = time.perf_counter()
+        self._reset_epoch_stats()
         if self.strategy is not None and not self.done:
             self.strategy.on_epoch_start(self.epoch, self.cfg.epochs)
         return stats

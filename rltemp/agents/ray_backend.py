@@ -1,0 +1,162 @@
+"""Ray support: starting / joining a cluster, shipping teachers by reference, and an SB3 ``VecEnv``
+whose environments live in Ray actors (``train-policy --backend ray --workers N``).
+
+Each actor hosts one schedule environment (one student at a time: the same slot structure as the
+worker processes of ``SubprocVecEnv``), is seeded like them and auto-resets like them, so for the
+same seeds the two backends give the same episodes (tested). The teacher is shipped to the actors
+by reference through Ray's object store (placed in each worker's teacher cache); the datasets are
+generated on each worker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
+
+from rltemp.errors import RltempError
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RltempError("--backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')") from None
+    return ray
+
+
+def start_ray(address: str | None, num_cpus: int | None) -> tuple[Any, bool]:
+    """``ray.init`` (a local cluster with ``num_cpus`` CPUs, or the cluster at ``address``); returns
+    the module and whether rltemp started it (and must shut it down)."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray, False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=num_cpus, **kwargs)
+    return ray, True
+
+
+def teacher_files(configs: list[Any]) -> dict[str, bytes]:
+    """The cached teacher checkpoints these configs use (each trained or loaded once by the driver)."""
+    from rltemp.kd.pipeline import get_teacher, prepare, teacher_cache_path, teacher_data
+
+    files: dict[str, bytes] = {}
+    seen: set[str] = set()
+    for cfg in configs:
+        key = json.dumps({"data": asdict(cfg.data), "teacher": asdict(cfg.teacher)}, sort_keys=True, default=str)
+        if cfg.teacher.checkpoint or key in seen:
+            continue
+        seen.add(key)
+        data, device, _ = prepare(cfg.with_temperature("ce"))
+        get_teacher(cfg, data, device, progress=False)
+        path = teacher_cache_path(cfg, teacher_data(cfg, data, device))
+        files[path.name] = path.read_bytes()
+    return files
+
+
+
+
+class ScheduleEnvActor:
+    """Holds one :class:`~rltemp.envs.schedule_env.KDScheduleEnv` (wrapped by ``ray.remote``)."""
+
+    def __init__(self, cfg_dict: dict[str, Any], seeds: list[int], reference_dir: str | None,
+                 teachers: dict[str, bytes]) -> None:
+        import torch
+
+        from rltemp.agents.train import _schedule_env_factory
+        from rltemp.paths import atomic_write_bytes, cache_dir
+
+        for name, data in teachers.items():
+            if not (cache_dir("teachers") / name).exists():
+                atomic_write_bytes(cache_dir("teachers") / name, data)
+        torch.set_num_threads(1)
+        self.env = _schedule_env_factory(cfg_dict, seeds, reference_dir)()
+
+    def spaces(self) -> tuple[Any, Any]:
+        return self.env.observation_space, self.env.action_space
+
+    def reset(self, seed: int | None, options: dict[str, Any] | None) -> tuple[np.ndarray, dict[str, Any]]:
+        return self.env.reset(seed=seed, options=options or {})
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, dict[str, Any], dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        reset_info: dict[str, Any] = {}
+        if terminated or truncated:  # auto-reset, as SB3's own VecEnvs do
+            info["TimeLimit.truncated"] = truncated and not terminated
+            info["terminal_observation"] = obs
+            obs, reset_info = self.env.reset()
+        return obs, reward, terminated or truncated, info, reset_info
+
+    def get_attr(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+
+class RayVecEnv(VecEnv):
+    def __init__(self, actors: list[Any]) -> None:
+        import ray
+
+        self.ray, self.actors = ray, actors
+        obs_space, act_space = ray.get(actors[0].spaces.remote())
+        super().__init__(len(actors), obs_space, act_space)
+        self._actions: np.ndarray | None = None
+
+    def reset(self) -> np.ndarray:
+        results = self.ray.get([a.reset.remote(self._seeds[i], self._options[i]) for i, a in enumerate(self.actors)])
+        self._reset_seeds()
+        self._reset_options()
+        self.reset_infos = [info for _, info in results]
+        return np.stack([obs for obs, _ in results])
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+
+    def step_wait(self):  # noqa: ANN201
+        assert self._actions is not None
+        results = self.ray.get([a.step.remote(self._actions[i]) for i, a in enumerate(self.actors)])
+        obs = np.stack([r[0] for r in results])
+        rewards = np.array([r[1] for r in results], dtype=np.float32)
+        dones = np.array([r[2] for r in results])
+        infos = [r[3] for r in results]
+        for i, r in enumerate(results):
+            if r[2]:
+                self.reset_infos[i] = r[4]
+        return obs, rewards, dones, infos
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return self.ray.get([self.actors[i].get_attr.remote(attr_name) for i in self._get_indices(indices)])
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        raise NotImplementedError("RayVecEnv does not set attributes on remote environments")
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
+        raise NotImplementedError("RayVecEnv does not call methods on remote environments")
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * len(self._get_indices(indices))
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [None] * self.num_envs
+
+
+def ray_schedule_vec_env(cfg: Any, workers: int, reference_dir: Any, address: str | None) -> tuple[RayVecEnv, Any]:
+    """``workers`` actors with one schedule env each (seed pool split as for worker processes);
+    returns the VecEnv and a function that shuts Ray down if rltemp started it."""
+    ray, started = start_ray(address, workers)
+    teachers = ray.put(teacher_files([cfg]))
+    pool = list(cfg.env.seeds)
+    remote = ray.remote(num_cpus=1)(ScheduleEnvActor)
+    raw = cfg.to_dict()
+    ref = str(reference_dir) if reference_dir is not None else None
+    actors = [remote.remote(raw, pool[i::workers] if pool else [], ref, teachers) for i in range(workers)]
+    return RayVecEnv(actors), (ray.shutdown if started else (lambda: None))

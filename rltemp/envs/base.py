@@ -1,0 +1,93 @@
+"""What both KD environments share: the data, the teacher (and its logit cache), the pool of
+students and seeds, and a fresh :class:`~rltemp.kd.trainer.Distiller` per episode.
+
+Both environments drive the very Distiller that ``rltemp distill`` uses (no second training loop).
+``reset(seed=...)`` starts a fresh student: architecture from ``env.students`` and seed from
+``env.seeds`` (drawn with the env's seeded RNG; ``options={"student_seed": s, "student": i}``
+forces them; with no ``env.seeds`` a fresh seed in [1000, 2^31) is drawn, so students seen in
+training never collide with the held-out seeds 0..999 of the benchmarks).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rltemp.config import Config, EnvConfig, ModelConfig, apply_overrides, config_from_dict, load_config
+from rltemp.envs.rewards import REWARDS
+from rltemp.kd.pipeline import get_teacher, prepare
+from rltemp.kd.trainer import Distiller
+from rltemp.models import build_model
+
+
+def resolve_config(config: Config | str | None, overrides: list[str] | None) -> Config:
+    if isinstance(config, Config):
+        return config_from_dict(apply_overrides(config.to_dict(), overrides)) if overrides else config
+    return load_config(config, overrides or [])
+
+
+class StudentRunsEnv(gym.Env):
+    """Base class: one episode = one fresh student distilled for ``distill.epochs`` epochs."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: Config | str | None = None, overrides: list[str] | None = None,
+                 progress: bool = False) -> None:
+        super().__init__()
+        cfg = resolve_config(config, overrides)
+        self.cfg = cfg
+        self.ecfg: EnvConfig = cfg.env
+        REWARDS.get(self.ecfg.reward)
+        # "ce" only validates the data/model config here; the agent sets the temperatures.
+        self.data, self.device, _ = prepare(cfg.with_temperature("ce"))
+        self.teacher = get_teacher(cfg, self.data, self.device, progress)
+        self.students = list(self.ecfg.students) or [ModelConfig(cfg.student.model, cfg.student.options)]
+        for s in self.students:  # fail now on bad student names / options
+            build_model(s.model, self.data.input_shape, self.data.num_classes, s.options)
+        self.distiller: Distiller | None = None
+        self._teacher_cache: torch.Tensor | None = None
+        self.student_seed, self.student_arch, self.student_index = -1, "", 0
+
+    def _draw_student(self, options: dict[str, Any]) -> tuple[int, int]:
+        seeds = list(self.ecfg.seeds)
+        if "student_seed" in options:
+            seed = int(options["student_seed"])
+        elif seeds:
+            seed = int(seeds[self.np_random.integers(len(seeds))])
+        else:
+            seed = int(self.np_random.integers(1000, 2**31 - 1))
+        arch = int(options.get("student", self.np_random.integers(len(self.students))))
+        return seed, arch
+
+    def new_distiller(self, seed: int, arch: int, strategy: Any = None) -> Distiller:
+        """A fresh student (initial weights from ``seed``) in a Distiller; the teacher's training
+        logits are computed once and reused by every episode. ``strategy``: a classic temperature
+        strategy (reference runs) instead of the agent's temperatures."""
+        spec = self.students[arch]
+        torch.manual_seed(seed)
+        student = build_model(spec.model, self.data.input_shape, self.data.num_classes, spec.options)
+        d = Distiller(self.cfg.distill, self.data, student, self.teacher, strategy, seed=seed, device=self.device,
+                      external_temperature=strategy is None, teacher_cache=self._teacher_cache)
+        self._teacher_cache = d.teacher_cache
+        return d
+
+    def start_episode(self, seed: int | None, options: dict[str, Any] | None) -> dict[str, Any]:
+        """``gym.Env.reset``'s seeding, then a fresh student; returns the reset info."""
+        super().reset(seed=seed)
+        student_seed, arch = self._draw_student(options or {})
+        self.distiller = self.new_distiller(student_seed, arch)
+        self.student_seed, self.student_index, self.student_arch = student_seed, arch, self.students[arch].model
+        return {"student_seed": student_seed, "student": self.student_arch}
+
+    def signal(self, acc: float, loss: float) -> float:
+        return REWARDS.get(self.ecfg.reward)(acc, loss)
+
+    def steps_per_episode(self) -> int:
+        return (len(self.data.train) // self.cfg.distill.batch_size) * self.cfg.distill.epochs
+
+
+def observation_box(shape: tuple[int, ...]) -> gym.spaces.Box:
+    return gym.spaces.Box(0.0, 1.0, shape, np.float32)

@@ -1,0 +1,149 @@
+"""``rltemp/KDSchedule-v0``: the KD training loop as a Gymnasium environment, one decision per epoch.
+
+The schedule head of a temperature policy (:mod:`rltemp.kd.policy`) is trained here. One
+``step(action)`` runs one whole epoch of the student (:class:`~rltemp.envs.base.StudentRunsEnv`:
+the same Distiller as ``rltemp distill``) at the temperature the action sets, optionally modulated
+per instance by a frozen policy's modulator (``env.base_policy``). An episode has
+``distill.epochs`` decisions, so with γ = 1 the return of an early decision is the whole run's
+validation gain: credit crosses the episode, which a per-KD-step decision with γ = 0.95 (a
+20-step horizon in a 2 310-step episode) cannot do.
+
+- Observation ``Box(0, 1, (F,), float32)``: the global features ``env.schedule_features``
+  (:data:`~rltemp.kd.features.GLOBAL_FEATURES`; default progress and last validation accuracy)
+  at the start of the epoch. The last action is deliberately not observable: it made a
+  bang-bang schedule easy to represent in the probes.
+- Action ``Box(-1, 1, (1,))``: T = exp(log T_min + (a + 1) / 2 · (log T_max − log T_min)).
+- Reward: scale · Δ signal over the epoch on the **full validation split** (the evaluation the
+  Distiller makes at every epoch end anyway, so rewards cost nothing extra), signal =
+  ``env.reward`` (validation accuracy by default). With ``env.reward_reference`` (e.g.
+  ``fixed:4``), the same student (architecture and seed) is also distilled once with that SPEC and
+  the reward is the gain *over that reference curve*, which removes the seed-to-seed variance of the
+  learning curve from the return; references are computed on first use and cached per student
+  (in memory, and on disk in ``$RLTEMP_CACHE/references/``, keyed by everything that determines
+  the curve: data, teacher, student, recipe, SPEC and seed — so later trainings reuse them).
+- The episode ends after the epoch budget with ``terminated=True`` and a real final observation
+  (progress 1, final validation accuracy). ``info`` carries the temperature, validation accuracy
+  and loss, and the epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rltemp.config import Config
+from rltemp.envs.base import StudentRunsEnv, observation_box
+from rltemp.kd.features import GLOBAL_FEATURES, FeatureInput, GlobalState, check_features, global_features
+from rltemp.kd.policy import action_to_temperature, load_policy
+from rltemp.kd.strategies import StrategyContext, build_strategy
+from rltemp.kd.trainer import evaluate
+from rltemp.paths import atomic_write_bytes, cache_dir
+
+
+class KDScheduleEnv(StudentRunsEnv):
+    def __init__(self, config: Config | str | None = None, overrides: list[str] | None = None,
+                 progress: bool = False, reference_dir: str | Path | None = None) -> None:
+        """``reference_dir``: where reference curves are cached (default ``$RLTEMP_CACHE/references``)."""
+        super().__init__(config, overrides, progress)
+        self.features = check_features(list(self.ecfg.schedule_features), "env.schedule_features", GLOBAL_FEATURES)
+        self.base = load_policy(self.ecfg.base_policy) if self.ecfg.base_policy else None
+        if self.ecfg.reward_reference:
+            build_strategy(self.ecfg.reward_reference, StrategyContext(self.data.num_classes, self.cfg.distill.epochs))
+        self.reference_dir = Path(reference_dir) if reference_dir is not None else cache_dir("references")
+        self._references: dict[tuple[int, int], list[float]] = {}
+        self.observation_space = observation_box((len(self.features),))
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    # ------------------------------------------------------------------ helpers
+    def _state(self) -> GlobalState:
+        d = self.distiller
+        return GlobalState(d.progress, d.last_val_acc, d.loss_ema)
+
+    def _observation(self) -> np.ndarray:
+        return global_features(self.features, self._state()).numpy()
+
+    def reference_curve(self, seed: int, arch: int) -> list[float]:
+        """Validation signal before training and after every epoch of the reference SPEC's run of this
+        student (cached in memory, and as JSON in ``reference_dir`` when given)."""
+        key = (arch, seed)
+        if key in self._references:
+            return self._references[key]
+        spec = self.students[arch]
+        ident = {"data": asdict(self.cfg.data), "teacher": asdict(self.cfg.teacher), "distill": asdict(self.cfg.distill),
+                 "student": asdict(spec), "reference": self.ecfg.reward_reference, "reward": self.ecfg.reward,
+                 "seed": seed, "teacher_sha1": self._teacher_sha1()}
+        digest = hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        path = self.reference_dir / f"{spec.model}-s{seed}-{digest}.json"
+        if path.exists():
+            self._references[key] = json.loads(path.read_text())
+            return self._references[key]
+        strategy = build_strategy(self.ecfg.reward_reference, StrategyContext(self.data.num_classes, self.cfg.distill.epochs))
+        d = self.new_distiller(seed, arch, strategy)
+        curve = [self.signal(*evaluate(d.student, d.data.val, d.data))]
+        while not d.done:
+            stats = d.run_epoch()
+            curve.append(self.signal(stats.val_acc, stats.val_loss))
+        self._references[key] = curve
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(curve).encode())
+        return curve
+
+    def _teacher_sha1(self) -> str:
+        """The teacher's weights, so a retrained teacher never meets a stale reference curve."""
+        if not hasattr(self, "_tsha"):
+            h = hashlib.sha1()
+            for v in self.teacher.state_dict().values():
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+            self._tsha = h.hexdigest()
+        return self._tsha
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: ANN201
+        info = self.start_episode(seed, options)
+        d = self.distiller
+        self._ref = self.reference_curve(self.student_seed, self.student_index) if self.ecfg.reward_reference else None
+        self._signal_prev = self._ref[0] if self._ref else self.signal(*evaluate(d.student, d.data.val, d.data))
+        self.initial_signal = self._signal_prev
+        return self._observation(), info
+
+    def step(self, action: Any):  # noqa: ANN201
+        d = self.distiller
+        if d is None or d.done:
+            raise RuntimeError("call reset() before step(), and again after an episode ends")
+        a = torch.as_tensor(np.asarray(action, dtype=np.float32)).reshape(-1)
+        if a.shape != (1,):
+            raise ValueError(f"action must have shape (1,), got {tuple(np.asarray(action).shape)}")
+        finite = bool(torch.isfinite(a).all())
+        t_sched = float(action_to_temperature(torch.nan_to_num(a, nan=0.0), self.ecfg.t_min, self.ecfg.t_max)[0])
+        temps = []
+        for x, y, idx in d.epoch_batches():
+            logits = d.forward_batch(x, idx)
+            if self.base is not None and self.base.modulator is not None:
+                s = self._state()
+                inp = FeatureInput(logits[0].detach(), logits[1], y, s.progress, s.last_val_acc, s.loss_ema)
+                t = self.base.temperatures(t_sched, inp)
+            else:
+                t = torch.full((len(y),), t_sched, device=y.device)
+            d.train_step(x, y, idx, temperature=t, logits=logits)
+            temps.append(t)
+        epoch = d.epoch
+        stats = d.end_epoch()
+        sig = self.signal(stats.val_acc, stats.val_loss)
+        reward = self.ecfg.reward_scale * (sig - self._signal_prev)
+        if self._ref is not None:
+            reward -= self.ecfg.reward_scale * (self._ref[epoch + 1] - self._ref[epoch])
+        self._signal_prev = sig
+        t_all = torch.cat(temps)
+        info = {"temperature": t_sched, "temperature_mean": float(t_all.mean()), "temperature_std": float(t_all.std()),
+                "val_acc": stats.val_acc, "val_loss": stats.val_loss, "epoch": epoch, "nan_actions": int(not finite),
+                "student_seed": self.student_seed, "student": self.student_arch}
+        if self.ecfg.end_as_truncation:  # ablation only (see EnvConfig)
+            return self._observation(), float(reward), False, d.done, info
+        return self._observation(), float(reward), d.done, False, info

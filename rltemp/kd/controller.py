@@ -1,0 +1,107 @@
+"""A trained temperature policy inside your own training loop: :class:`TemperatureController`.
+
+    import rltemp
+    ctl = rltemp.TemperatureController.load("default")        # a shipped policy, a run folder or policy.json
+    for step, (x, y) in enumerate(loader):
+        zs, zt = student(x), teacher(x)
+        T = ctl(zs, zt, y, progress=step / total_steps)       # (B,) temperatures, no gradient
+        loss = 0.1 * F.cross_entropy(zs, y) + 0.9 * rltemp.kd_loss(zs, zt, T)[0]
+        ...
+        ctl.observe(loss=loss.item())                          # optional: the loss moving average
+    ctl.observe(val_acc=...)                                   # after each epoch's validation, if you have one
+
+It makes the decisions ``rltemp distill -T policy:...`` makes (:class:`~rltemp.kd.policy.PolicyStrategy`;
+tested against it): the schedule head decides the temperature of an epoch from the global state —
+the ``progress`` you pass, the last validation accuracy and the moving average (0.9) of the
+training loss you report — at the first call and at the first call after each
+``observe(val_acc=...)``; the modulator, if the policy has one, spreads it per instance from the
+logits of each batch. Without validation accuracy the schedule is decided once, at the first call,
+unless you call :meth:`decide` yourself (e.g. every epoch); a policy whose schedule observes only
+``progress`` needs nothing else. Works for any number of classes and architecture, on CPU and CUDA,
+for float32 and bfloat16 logits. Plain torch: importing it loads neither gymnasium nor SB3.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from rltemp.kd.features import FeatureInput, GlobalState
+from rltemp.kd.policy import TemperaturePolicy, load_policy
+
+
+class TemperatureController:
+    def __init__(self, policy: TemperaturePolicy) -> None:
+        self.policy = policy
+        self.last_val_acc = 0.0
+        self.loss_ema = 0.0
+        self._losses = 0
+        self._due = True
+        self.temperature = math.nan  # the schedule temperature in force
+        self._device: torch.device | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> TemperatureController:
+        """Load a policy weights-only: a shipped name (``default``), a train-policy run folder or policy.json."""
+        return cls(load_policy(path))
+
+    @property
+    def features(self) -> dict[str, list[str]]:
+        """What the policy observes: the schedule's global features and the modulator's per-instance ones."""
+        return {"schedule": list(self.policy.schedule_features), "instance": list(self.policy.instance_features)}
+
+    def observe(self, val_acc: float | None = None, loss: float | None = None) -> None:
+        """Report global state: a step's training ``loss`` (updates the moving average, as the
+        Distiller does after every step) and/or the validation accuracy in [0, 1] after an epoch
+        (the next call decides the next schedule temperature)."""
+        if loss is not None:
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise ValueError(f"observe(loss=...) must be finite, got {loss}")
+            self._losses += 1
+            self.loss_ema = loss if self._losses == 1 else 0.9 * self.loss_ema + 0.1 * loss
+        if val_acc is not None:
+            val_acc = float(val_acc)
+            if not 0.0 <= val_acc <= 1.0:
+                raise ValueError(f"observe(val_acc=...) must be an accuracy in [0, 1], got {val_acc}")
+            self.last_val_acc = val_acc
+            self._due = True
+
+    def decide(self, progress: float) -> float:
+        """Decide the schedule temperature now (from ``progress`` and the observed state) and return it."""
+        self.temperature = self.policy.schedule_temperature(GlobalState(progress, self.last_val_acc, self.loss_ema))
+        self._due = False
+        return self.temperature
+
+    @torch.no_grad()
+    def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                 progress: float) -> torch.Tensor:
+        """Per-instance temperatures (B,) for this batch, on the logits' device, float32."""
+        zs, zt, y = student_logits, teacher_logits, labels
+        for name, z in (("student_logits", zs), ("teacher_logits", zt)):
+            if not isinstance(z, torch.Tensor) or z.dim() != 2 or not z.is_floating_point():
+                raise ValueError(f"{name} must be a floating-point tensor of shape (B, C), got "
+                                 f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
+        if zs.shape != zt.shape:
+            raise ValueError(f"student and teacher logits must have the same shape, got {tuple(zs.shape)} and {tuple(zt.shape)}")
+        if zs.shape[1] < 2:
+            raise ValueError(f"logits need at least 2 classes, got {zs.shape[1]}")
+        if not isinstance(y, torch.Tensor) or y.shape != (zs.shape[0],) or y.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"labels must be an integer tensor of shape ({zs.shape[0]},), got "
+                             f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+        if zs.device != zt.device or y.device != zs.device:
+            raise ValueError(f"logits and labels must be on one device, got {zs.device}, {zt.device} and {y.device}")
+        if not 0.0 <= float(progress) <= 1.0:
+            raise ValueError(f"progress must be the fraction of training done, in [0, 1], got {progress}")
+        if self._due:
+            self.decide(float(progress))
+        if self.policy.modulator is None:
+            return torch.full((zs.shape[0],), self.temperature, dtype=torch.float32, device=zs.device)
+        if self._device != zs.device:
+            self.policy.to(zs.device)
+            self._device = zs.device
+        inp = FeatureInput(zs.detach().float(), zt.detach().float(), y.long(), float(progress), self.last_val_acc,
+                           self.loss_ema)
+        return self.policy.temperatures(self.temperature, inp).float()

@@ -1,0 +1,133 @@
+"""How credit reaches decisions: delayed episode-level credit for the schedule (a toy task with a
+known best schedule), per-instance credit for the modulator (sums, scale invariance), and the
+slot structure the instance VecEnv hands to SB3."""
+
+import math
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from conftest import ENV_TINY
+
+from rltemp.agents.config import load_agent
+from rltemp.envs.rewards import CALIBRATIONS, alignment, influence
+from rltemp.kd.policy import action_to_temperature
+
+
+class CoolingToy(gymnasium.Env):
+    """30 decisions like a 30-epoch run; observation [progress]; the only reward comes at the end:
+    −10 · mean_e (log T_e − log T*_e)², with T* cooling from 8 to 1.5 on a log scale. A learner that
+    cannot carry credit across the episode cannot find the cooling."""
+
+    observation_space = gymnasium.spaces.Box(0.0, 1.0, (1,), np.float32)
+    action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    epochs = 30
+
+    @staticmethod
+    def target(p: float) -> float:
+        return math.exp(math.log(8.0) + (math.log(1.5) - math.log(8.0)) * p)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.e, self.err = 0, 0.0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        t = float(action_to_temperature(torch.as_tensor(action, dtype=torch.float32), 1.0, 10.0)[0])
+        self.err += (math.log(t) - math.log(self.target(self.e / self.epochs))) ** 2
+        self.e += 1
+        done = self.e == self.epochs
+        reward = -10.0 * self.err / self.epochs if done else 0.0
+        return np.array([self.e / self.epochs], np.float32), reward, done, False, {"temperature": t}
+
+
+@pytest.mark.slow
+def test_default_agent_finds_a_known_cooling_schedule_from_a_delayed_reward():
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rltemp.agents.train import build_model
+
+    agent = load_agent("agents/ppo.yaml")
+    venv = DummyVecEnv([CoolingToy, CoolingToy])
+    model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0),
+                        n_steps=agent.episodes_per_rollout * CoolingToy.epochs)
+    model.learn(total_timesteps=300 * CoolingToy.epochs)  # 300 episodes of 30 decisions
+    p = np.linspace(0, 1, 30, endpoint=False, dtype=np.float32)[:, None]
+    a, _ = model.predict(p, deterministic=True)
+    t = action_to_temperature(torch.as_tensor(a)[:, 0], 1.0, 10.0).numpy()
+    target = np.array([CoolingToy.target(x) for x in p[:, 0]])
+    assert t[0] > 5.0 and t[-1] < 2.5, t  # hot early, cool late
+    assert np.abs(np.log(t) - np.log(target)).mean() < 0.25, t
+
+
+def test_influence_sums_exactly_and_cannot_be_bought_with_scale():
+    g = torch.Generator().manual_seed(0)
+    k, b, c, h = 3, 8, 5, 6
+    delta, hid = torch.randn(k, b, c, generator=g), torch.randn(k, b, h, generator=g)
+    g_w, g_b = torch.randn(c, h, generator=g), torch.randn(c, generator=g)
+    align = torch.stack([alignment(delta[t], hid[t], g_w, g_b) for t in range(k)])
+    assert (align.abs() <= 1 + 1e-9).all()
+    kd = torch.rand(k, b, generator=g)
+    for reward in (2.5, -1.0, 0.0):
+        r = influence(reward, kd, align, 1.0)
+        assert r.shape == (k, b) and float(r.sum()) == pytest.approx(reward, abs=1e-9)
+    # inflate instance 2's loss scale (what a hotter T does to T²-scaled KD): its credit is unchanged ...
+    inflated = delta.clone()
+    inflated[0, 2] *= 7.0
+    align2 = torch.stack([alignment(inflated[t], hid[t], g_w, g_b) for t in range(k)])
+    assert torch.allclose(align2, align)
+    assert torch.allclose(influence(1.0, kd, align2, 1.0), influence(1.0, kd, align, 1.0))
+    # ... whereas sharing by KD loss lets it buy credit
+    kd2 = kd.clone()
+    kd2[0, 2] *= 7.0
+    share = CALIBRATIONS.get("kd_share")
+    assert share(1.0, kd2, None, 0.0)[0, 2] > share(1.0, kd, None, 0.0)[0, 2]
+    # the cosine with the validation descent direction: a gradient along −G scores +1, along +G −1
+    d1 = -g_b[None]  # h = 0: only the bias part of g_i = [δ hᵀ, δ] is non-zero
+    assert float(alignment(d1, torch.zeros(1, h), torch.zeros(c, h), g_b)) == pytest.approx(1.0)
+    assert float(alignment(-d1, torch.zeros(1, h), torch.zeros(c, h), g_b)) == pytest.approx(-1.0)
+
+
+def test_influence_env_rewards_sum_to_the_episode_reward():
+    from rltemp.config import load_config
+    from rltemp.envs.kd_env import KDTemperatureEnv
+
+    env = KDTemperatureEnv(load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.calibration=influence"]))
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    total, delivered, done = 0.0, 0.0, False
+    while not done:
+        _, r, done, trunc, info = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+        total += r
+        delivered += float(info["instance_rewards"].sum())
+        assert np.isfinite(info["instance_rewards"]).all() and info["instance_rewards"].std() > 0  # per instance
+        if "interval_instance_rewards" in info:
+            assert info["interval_instance_rewards"].sum() == pytest.approx(r, abs=1e-9)
+    assert not trunc and delivered == pytest.approx(total, abs=1e-9)
+
+
+def test_instance_vec_env_slots_rewards_dones_and_terminal_observations():
+    from rltemp.agents.vec_env import InstanceVecEnv
+    from rltemp.config import load_config
+    from rltemp.envs.kd_env import KDTemperatureEnv
+
+    env = KDTemperatureEnv(load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.calibration=influence"]))
+    venv = InstanceVecEnv(env)
+    venv.seed(0)
+    obs = venv.reset()
+    assert venv.num_envs == 32 and obs.shape == (32, len(env.features))
+    steps = env.steps_per_episode()
+    for i in range(steps):
+        obs, rewards, dones, infos = venv.step(np.zeros((32, 1), np.float32))
+        kd = infos[0]["kd"]
+        assert np.allclose(rewards, (32 * kd["instance_rewards"]).astype(np.float32))
+        if i < steps - 1:
+            assert not dones.any()
+    assert dones.all()
+    for info in infos:  # a real termination: SB3 must not bootstrap, and the terminal observation is real
+        assert info["TimeLimit.truncated"] is False
+        term = info["terminal_observation"]
+        assert term.shape == (len(env.features),) and term.any()
+        assert term[env.features.index("progress")] == pytest.approx(1.0)
+    assert obs[:, env.features.index("progress")].max() == 0.0  # auto-reset: a fresh student
