@@ -70,13 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     p = sub.add_parser("quickstart", help="the whole story on the built-in default, in minutes",
-                       description="Teacher (cached), a policy trained for a small budget, then fresh students on "
-                                   "held-out seeds and an unseen architecture distilled with the policy and every "
-                                   "classic method; prints a table and the TensorBoard command.")
+                       description="Teacher (cached), a short fresh policy training, then fresh students on held-out "
+                                   "seeds and an unseen architecture distilled with the shipped policy, the fresh one "
+                                   "and every classic method; prints a table and the TensorBoard command.")
     p.add_argument("--config", default="envs/default.yaml", help="preset (default envs/default.yaml)")
     p.add_argument("--agent", default="agents/ppo.yaml", help="agent preset")
     p.add_argument("--seeds", type=int, default=3, help="held-out student seeds per method")
-    p.add_argument("--episodes", type=int, default=None, help="policy training episodes (default: quick budget)")
+    p.add_argument("--episodes", type=int, default=None,
+                   help="episodes of a short fresh policy training beside the shipped policy (default 32; 0: none)")
     p.add_argument("--jobs", type=int, default=2, help="parallel distillation processes")
     p.add_argument("--out", default=None, help="output folder (default: runs/quickstart-<timestamp>)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -90,7 +90,7 @@ def test_modulator_is_per_instance_equivariant_and_batch_size_free(trained):
 
         model = PPO("MlpPolicy", _DummyVec(obs_dim), policy_kwargs={"net_arch": {"pi": arch, "vf": arch},
                                                                     "activation_fn": torch.nn.Tanh}, device="cpu",
-                    use_sde=name == "schedule")  # agents/ppo.yaml explores the schedule with gSDE
+                    use_sde=False)  # agents/ppo.yaml: Gaussian exploration (use_sde false)
         model.policy.load_state_dict(state)
         sb3, _ = model.predict(obs.numpy(), deterministic=True)
         assert np.allclose(sb3, ours.numpy(), atol=1e-5), name

@@ -127,8 +127,9 @@ def test_resume_after_kill_9_through_the_cli(tmp_path, tiny_overrides):
     import time
 
     args = [*tiny_overrides, "distill.epochs=40", "seed=5", "--no-progress"]
-    full = tmp_path / "full"
-    assert main(["distill", "envs/mnist1d.yaml", "--out", str(full), *args]) == 0
+    full = tmp_path / "full"  # the uninterrupted reference, in a process like the others (same threads)
+    subprocess.run([sys.executable, "-m", "rltemp", "distill", "envs/mnist1d.yaml", "--out", str(full), *args],
+                   check=True, capture_output=True)
     out = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "rltemp", "distill", "envs/mnist1d.yaml", "--out", str(out), *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -218,3 +219,23 @@ def test_backend_ray_without_ray_installed_is_one_clear_line(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "rltemp: error: --backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')"]
+
+
+def test_cifar_presets_carry_mdistillers_dkd_recipe_and_dkd_runs(tmp_path):
+    from rltemp.config import load_config
+    from rltemp.models import build_model
+
+    betas = {"resnet110-resnet32.yaml": 2.0, "resnet56-resnet20.yaml": 2.0, "vgg13-vgg8.yaml": 6.0,
+             "wrn_40_2-wrn_16_2.yaml": 6.0, "wrn_40_2-wrn_40_1.yaml": 6.0, "resnet32x4-resnet8x4.yaml": 8.0,
+             "resnet32x4-ShuffleV2.yaml": 8.0}
+    for name, beta in betas.items():
+        d = load_config(f"envs/cifar100/{name}").distill
+        assert (d.dkd_alpha, d.dkd_beta, d.dkd_warmup, d.loss) == (1.0, beta, 20.0, "kd"), name
+    root = write_fake_cifar(tmp_path / "data", n_train=400, n_test=16)
+    ckpt = tmp_path / "t.pth"
+    torch.save({"model": build_model("resnet56", (3, 32, 32), 100).state_dict()}, ckpt)
+    out = tmp_path / "run"
+    assert main(["distill", "envs/cifar100/resnet56-resnet20.yaml", "--out", str(out), "--no-progress",
+                 f"data.root={root}", f"teacher.checkpoint={ckpt}", "distill.epochs=1", "distill.loss=dkd",
+                 "distill.ce_weight=1.0", "device=cpu"]) == 0
+    assert json.loads((out / "results.json").read_text())["kd_steps"] >= 1

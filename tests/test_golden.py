@@ -103,7 +103,7 @@ def test_ctkd_temperature_map_initial_value_gradient_reversal_and_lambda_curricu
     zs, zt, _ = logits(4)
     # reference: global_T initialised to 1, T = t_start + t_end * sigmoid(global_T) = 1 + 20 sigmoid(1)
     t0 = strategy(zt, zs, None, 0.0)
-    assert float(t0[0]) == pytest.approx(1 + 20 / (1 + math.exp(-1)), rel=1e-6)
+    assert float(t0[0].detach()) == pytest.approx(1 + 20 / (1 + math.exp(-1)), rel=1e-6)
     assert float(strategy.theta) == pytest.approx(1.0, rel=1e-6)
 
     def ref_lambda(epoch_1based, loops=10):  # CosineDecay(max_value=0, min_value=-1, num_loops=10); GRL multiplies by it
@@ -125,3 +125,19 @@ def test_ctkd_temperature_map_initial_value_gradient_reversal_and_lambda_curricu
     short = build_strategy("ctkd", StrategyContext(C, 30))
     short.on_epoch_start(1, 30)
     assert short.lam == pytest.approx(1.0)
+
+
+def test_dtkd_total_loss_in_the_distiller_uses_the_reference_ce_weight(tiny_overrides):
+    """The whole reference objective reaches the optimiser: CE at DTKD's own weight (1) plus its terms."""
+    from rltemp.config import load_config
+    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
+    from rltemp.kd.trainer import Distiller
+
+    cfg = load_config("envs/mnist1d.yaml", [*tiny_overrides, "distill.temperature=dtkd", "distill.ce_weight=0.1"])
+    data, device, strategy = prepare(cfg)
+    d = Distiller(cfg.distill, data, build_student_model(cfg, data, 0), get_teacher(cfg, data, device), strategy)
+    x, y, idx = next(d.epoch_batches())
+    zs, zt = d.forward_batch(x, idx)
+    expected = F.cross_entropy(zs, y) + strategy.objective(zs, zt, y, 0)[0]
+    res = d.train_step(x, y, idx, logits=(zs, zt))
+    assert d.ce_weight == 1.0 and float(res.loss) == pytest.approx(float(expected.detach()), rel=1e-6)

@@ -47,14 +47,21 @@ class ModulatorConfig:
     episodes: int = 0
     policy: PolicyNetConfig = field(default_factory=lambda: PolicyNetConfig(net_arch=[64, 64], log_std_init=-1.0))
     hyperparams: dict[str, Any] = field(default_factory=dict)
+    # train only the modulator, on top of this trained policy's schedule (a path or shipped name); "": stage 1 first
+    schedule_from: str = ""
 
 
 @dataclass(frozen=True)
 class OnlineConfig:
     """``online:AGENT``: the schedule a single run starts from (a policy path or shipped name); the
-    modulator is then learned by RL during that run (the ``modulator`` settings, one episode)."""
+    modulator is then learned by RL during that run (the ``modulator`` settings, one episode), with
+    this per-instance credit rule (``uniform`` would give every instance of a step the same reward)."""
 
     schedule: str = "default"
+    calibration: str = "influence"
+    # validation (and per-instance credit's validation gradient) every this many steps; 0: once per epoch
+    reward_interval: int = 0
+    hyperparams: dict[str, Any] = field(default_factory=dict)  # over modulator.hyperparams, for the online run
 
 
 @dataclass(frozen=True)
@@ -121,6 +128,15 @@ def validate_agent(cfg: AgentConfig) -> AgentConfig:
     _check_net(cfg.modulator.policy, "agent.modulator.policy")
     _check_hyperparams(cfg.algo, cfg.hyperparams, "agent.hyperparams", {"n_steps"} if cfg.algo in ON_POLICY else set())
     _check_hyperparams(cfg.algo, cfg.modulator.hyperparams, "agent.modulator.hyperparams", set())
+    _check_hyperparams(cfg.algo, cfg.online.hyperparams, "agent.online.hyperparams", set())
+    if cfg.online.reward_interval < 0:
+        raise ConfigError(f"agent.online.reward_interval must be >= 0, got {cfg.online.reward_interval}")
+    from rltemp.envs.rewards import CALIBRATIONS
+
+    if cfg.online.calibration not in CALIBRATIONS:
+        raise ConfigError(f"agent.online.calibration: unknown calibration {cfg.online.calibration!r}"
+                          f"{did_you_mean(cfg.online.calibration, CALIBRATIONS.names())}; "
+                          f"valid: {', '.join(CALIBRATIONS.names())}")
     return cfg
 
 

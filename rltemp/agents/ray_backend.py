@@ -68,16 +68,13 @@ class ScheduleEnvActor:
 
     def __init__(self, cfg_dict: dict[str, Any], seeds: list[int], reference_dir: str | None,
                  teachers: dict[str, bytes]) -> None:
-        import torch
-
         from rltemp.agents.train import _schedule_env_factory
         from rltemp.paths import atomic_write_bytes, cache_dir
 
         for name, data in teachers.items():
             if not (cache_dir("teachers") / name).exists():
                 atomic_write_bytes(cache_dir("teachers") / name, data)
-        torch.set_num_threads(1)
-        self.env = _schedule_env_factory(cfg_dict, seeds, reference_dir)()
+        self.env = _schedule_env_factory(cfg_dict, seeds, reference_dir, worker=True)()
 
     def spaces(self) -> tuple[Any, Any]:
         return self.env.observation_space, self.env.action_space

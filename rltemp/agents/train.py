@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import logging
 import shutil
 import time
@@ -131,9 +132,11 @@ def init_mean_action(model: Any, algo: str, temperature: float, t_min: float, t_
 # --------------------------------------------------------------------------- environments
 
 
-def _schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int], reference_dir: str | None) -> Callable[[], Any]:
+def _schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int], reference_dir: str | None,
+                          worker: bool = False) -> Callable[[], Any]:
     def make() -> KDScheduleEnv:
-        torch.set_num_threads(1)  # one core per student; the learner runs in the parent
+        if worker:  # a worker process: one core per student (in-process envs run under train_policy's setting)
+            torch.set_num_threads(1)
         raw = {**cfg_dict, "env": {**cfg_dict["env"], "seeds": seeds}}
         return KDScheduleEnv(config_from_dict(raw), reference_dir=reference_dir)
 
@@ -150,7 +153,7 @@ def schedule_vec_env(cfg: Config, jobs: int, reference_dir: Path | None) -> VecE
         raise ConfigError(f"env.seeds has {len(pool)} seeds for {jobs} workers; give at least one per worker")
     raw = cfg.to_dict()
     ref = str(reference_dir) if reference_dir is not None else None
-    fns = [_schedule_env_factory(raw, pool[i::jobs] if pool else [], ref) for i in range(jobs)]
+    fns = [_schedule_env_factory(raw, pool[i::jobs] if pool else [], ref, worker=jobs > 1) for i in range(jobs)]
     venv = SubprocVecEnv(fns, start_method="spawn") if jobs > 1 else DummyVecEnv(fns)
     return VecMonitor(venv)
 
@@ -352,7 +355,8 @@ def _train_modulator(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, 
         done, prior_wall = int(ckpt["episodes"]), float(ckpt.get("wall_time_s", 0.0))
         returns = list(ckpt.get("history", {}).get("modulator", []))
     venv.seed(cfg.seed + 104729 + 7919 * done)
-    logger = DecisionLogger(writer, history=returns)
+    logger = DecisionLogger(writer, history=returns, title=f"{cfg.name} / modulator training",
+                            t_range=(cfg.env.t_min, cfg.env.t_max))
     cb = Checkpoint(run.path / "checkpoints" / "last.pt", "modulator", 1, mod.episodes, done, progress, prior_wall,
                     lambda: {**prior, "modulator": logger.episode_returns}, per_episode=1)
     remaining = mod.episodes - done
@@ -397,11 +401,26 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
     try:
         stage2 = agent.modulator.episodes > 0
         sched_done = ckpt is not None and ckpt.get("stage") == "modulator"
-        if sched_done:
+        # schedule episodes trained in this run (none when the schedule comes from another policy)
+        sched_episodes = 0 if agent.modulator.schedule_from else agent.episodes
+        if agent.modulator.schedule_from and not sched_done:  # stage 2 only, on a schedule trained before
+            if not stage2:
+                raise ConfigError("agent.modulator.schedule_from needs agent.modulator.episodes > 0")
+            from rltemp.kd.policy import resolve_policy
+
+            src = resolve_policy(agent.modulator.schedule_from)
+            (run.path / "schedule").mkdir(parents=True, exist_ok=True)
+            for name in ("policy.json", "policy.pt"):
+                shutil.copyfile(src.with_name(name), run.path / "schedule" / name)
+            sched_meta = json.loads(src.read_text())
+            sched = {"episodes": [], "wall_time_s": float(sched_meta.get("trained_on", {}).get("wall_time_s", 0.0))}
+            sched_done = True
+        elif sched_done:
             sched = {"episodes": ckpt["history"].get("schedule", []), "wall_time_s": float(ckpt["history"].get("schedule_wall_s", 0.0))}
         else:
             model, sched = _train_schedule(cfg, agent, run, writer, jobs, progress, ckpt, backend, address)
-            meta = policy_meta(cfg, agent, False, {"episodes": agent.episodes, "wall_time_s": sched["wall_time_s"]})
+            meta = policy_meta(cfg, agent, False, {"episodes": agent.episodes, "wall_time_s": sched["wall_time_s"],
+                                                   "command": _command(run)})
             export_policy(model, None, meta, run.path / "schedule" if stage2 else run.path)
         mod_model, mod, obs_rows = None, None, None
         if stage2:
@@ -413,15 +432,19 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
             from rltemp.kd.policy import load_policy
 
             base = load_policy(run.path / "schedule")
-            meta = policy_meta(cfg, agent, True, {"episodes": agent.episodes, "modulator_episodes": agent.modulator.episodes,
-                                                  "wall_time_s": sched["wall_time_s"] + mod["wall_time_s"]})
+            meta = policy_meta(cfg, agent, True, {"episodes": sched_episodes, "modulator_episodes": agent.modulator.episodes,
+                                                  "wall_time_s": sched["wall_time_s"] + mod["wall_time_s"],
+                                                  "schedule_from": agent.modulator.schedule_from or None,
+                                                  "command": _command(run)})
+            meta["schedule"] = base.meta["schedule"]
             export_policy(None, mod_model, meta, run.path, schedule_state=base.schedule.state_dict())
-            shutil.copyfile(run.path / "schedule" / "schedule.zip", run.path / "schedule.zip")
+            if (run.path / "schedule" / "schedule.zip").exists():
+                shutil.copyfile(run.path / "schedule" / "schedule.zip", run.path / "schedule.zip")
         wall = sched["wall_time_s"] + (mod["wall_time_s"] if mod else 0.0)
-        kd_steps = (agent.episodes + agent.modulator.episodes) * (len(data.train) // cfg.distill.batch_size) * cfg.distill.epochs
+        kd_steps = (sched_episodes + agent.modulator.episodes) * (len(data.train) // cfg.distill.batch_size) * cfg.distill.epochs
         episodes = sched["episodes"]
         results = {
-            "algo": agent.algo, "episodes": agent.episodes, "modulator_episodes": agent.modulator.episodes,
+            "algo": agent.algo, "episodes": sched_episodes, "modulator_episodes": agent.modulator.episodes,
             "jobs": jobs, "backend": backend, "kd_steps": kd_steps, "wall_time_s": wall,
             "resumed": ckpt is not None,
             "episode_returns": [e["return"] for e in episodes],
@@ -441,6 +464,11 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
         restore_threads()
     run.write_results(results)
     return {**results, "run_dir": str(run.path)}
+
+
+def _command(run: RunDir) -> str:
+    p = run.path / "command.txt"
+    return p.read_text().strip() if p.exists() else ""
 
 
 def resume_policy(run_dir: str | Path, progress: bool = True, jobs: int = 2, backend: str = "process",
@@ -525,8 +553,12 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
 
     base_dir = resolve_policy(agent.online.schedule).parent
     base = load_policy(base_dir)
-    ocfg = cfg.replace(env=dataclasses.replace(cfg.env, base_policy=str(base_dir)))
+    interval = agent.online.reward_interval
+    ocfg = cfg.replace(env=dataclasses.replace(cfg.env, base_policy=str(base_dir), calibration=agent.online.calibration))
     env = KDTemperatureEnv(ocfg, progress=progress)
+    if not agent.online.reward_interval:  # once per epoch: the validation the run makes anyway sets the pace
+        interval = env.steps_per_episode() // cfg.distill.epochs
+    env.ecfg = dataclasses.replace(env.ecfg, reward_interval=interval)
     run = RunDir.create("distill", cfg.name, out, {**cfg.to_dict(), "agent": agent.to_dict()}, runs_root)
     finished: dict[str, Any] = {}
 
@@ -542,9 +574,10 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
     venv.set_options([{"student_seed": cfg.seed, "student": 0}] + [{}] * (venv.num_envs - 1))
     writer = SummaryWriter(str(run.tb))
     mod = agent.modulator
-    model = build_model(agent.algo, mod.policy, mod.hyperparams, venv, cfg.seed, writer,
-                        "cuda" if env.device.type == "cuda" else "cpu", (cfg.env.t_min, cfg.env.t_max))
-    logger_cb = DecisionLogger(writer, figure_every=5)
+    model = build_model(agent.algo, mod.policy, {**mod.hyperparams, **agent.online.hyperparams}, venv, cfg.seed,
+                        writer, "cuda" if env.device.type == "cuda" else "cpu", (cfg.env.t_min, cfg.env.t_max))
+    logger_cb = DecisionLogger(writer, figure_every=5, title=f"{cfg.name} / online / seed {cfg.seed}",
+                               t_range=(cfg.env.t_min, cfg.env.t_max))
     t0 = time.perf_counter()
     try:
         model.learn(total_timesteps=env.steps_per_episode() * venv.num_envs + 1,

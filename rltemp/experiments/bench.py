@@ -304,7 +304,7 @@ def cost_lines(by: dict[str, dict[int, dict[str, Any]]], policy_run: dict[str, A
         if grid > pol:
             n = train / (grid - pol)
             out.append(f"- transferred policy: trained once in {train:.0f} s, then {pol:.1f} s per student vs "
-                       f"{grid:.1f} s for a grid: cheaper than a grid per student after **{n:.1f}** students (goal ≤ 2)")
+                       f"{grid:.1f} s for a grid: cheaper than a grid per student after **{n:.1f}** students")
         else:
             out.append(f"- transferred policy: a run costs {pol:.1f} s, not less than a grid ({grid:.1f} s)")
     if fixed and pol:

@@ -53,6 +53,7 @@ class TemperatureStrategy(nn.Module):
     spec: str = ""
     needs_teacher: bool = True
     per_instance: bool = False  # True when temperatures vary across the instances of a batch
+    ce_weight: float | None = None  # a method whose reference objective fixes the CE weight (DTKD) sets it
 
     def forward(
         self, teacher_logits: torch.Tensor, student_logits: torch.Tensor, labels: torch.Tensor, progress: float
@@ -322,22 +323,22 @@ class DTKD(TemperatureStrategy):
 
         T_t,i = 2 · max(z_t,i) / (max z_s,i + max z_t,i) · τ,   T_s,i = 2 · max(z_s,i) / (…) · τ
 
-    and the distillation objective (the Distiller adds ``ce_weight`` · CE; ``kd_weight`` is unused —
-    α and β are DTKD's own weights):
+    and the whole objective (``distill.ce_weight`` and ``kd_weight`` are unused — α, β and the CE
+    weight are DTKD's own, as in its reference configuration):
 
-        L = min(e / warmup, 1) · (α · mean_i T_t,i T_s,i KL(p_t^{T_t,i} ‖ p_s^{T_s,i}) + β · mean_i τ² KL(p_t^τ ‖ p_s^τ))
+        L = ce · CE + min(e / warmup, 1) · (α · mean_i T_t,i T_s,i KL(p_t^{T_t,i} ‖ p_s^{T_s,i}) + β · mean_i τ² KL(p_t^τ ‖ p_s^τ))
 
-    with e the 1-based epoch. Defaults α = 3, β = 1, τ = 4, warmup = 20 reference epochs (scaled to
-    the run's budget, :func:`scaled_epochs`). The paper's derivation carries an erratum; this is the
+    with e the 1-based epoch. Defaults α = 3, β = 1, τ = 4, ce = 1, warmup = 20 reference epochs
+    (scaled to the run's budget, :func:`scaled_epochs`). The paper's derivation carries an erratum; this is the
     reference code's objective. One guard the reference lacks: each temperature is clamped to
     ≥ 0.01 (a non-positive sum of max logits would otherwise give non-positive temperatures).
     """
 
     per_instance = True
 
-    def __init__(self, tau: float, alpha: float, beta: float, warmup: float) -> None:
+    def __init__(self, tau: float, alpha: float, beta: float, warmup: float, ce: float = 1.0) -> None:
         super().__init__()
-        self.tau, self.alpha, self.beta, self.warmup = tau, alpha, beta, warmup
+        self.tau, self.alpha, self.beta, self.warmup, self.ce_weight = tau, alpha, beta, warmup, ce
 
     def forward(self, teacher_logits, student_logits, labels, progress):  # noqa: ANN001, ANN201
         mt = teacher_logits.max(-1).values
@@ -357,12 +358,12 @@ class DTKD(TemperatureStrategy):
 
 @STRATEGIES.register("dtkd")
 def _dtkd(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
-    p = bind_args("dtkd", args, kwargs, {"tau": 4.0, "alpha": 3.0, "beta": 1.0, "warmup": 20.0})
+    p = bind_args("dtkd", args, kwargs, {"tau": 4.0, "alpha": 3.0, "beta": 1.0, "warmup": 20.0, "ce": 1.0})
     _positive("dtkd", tau=p["tau"])
-    for k in ("alpha", "beta", "warmup"):
+    for k in ("alpha", "beta", "warmup", "ce"):
         if not (math.isfinite(p[k]) and p[k] >= 0):
             raise ConfigError(f"temperature SPEC 'dtkd': {k} must be a finite number >= 0, got {p[k]}")
-    return DTKD(p["tau"], p["alpha"], p["beta"], scaled_epochs(p["warmup"], ctx.epochs))
+    return DTKD(p["tau"], p["alpha"], p["beta"], scaled_epochs(p["warmup"], ctx.epochs), p["ce"])
 
 
 class LogitStandardization(TemperatureStrategy):

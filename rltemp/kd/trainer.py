@@ -130,6 +130,8 @@ class Distiller:
         if distilling and teacher is None:
             raise ValueError("a temperature strategy needs a teacher")
         self.ce_weight = float(getattr(cfg, "ce_weight", 1.0)) if distilling else 1.0
+        if strategy is not None and strategy.ce_weight is not None:  # the method's own reference weight
+            self.ce_weight = float(strategy.ce_weight)
         self.kd_weight = float(getattr(cfg, "kd_weight", 0.0)) if distilling else 0.0
         self.loss = str(getattr(cfg, "loss", "kd"))
         if self.loss == "dkd" and strategy is not None and type(strategy).objective is not TemperatureStrategy.objective:
