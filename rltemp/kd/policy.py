@@ -131,7 +131,8 @@ class TemperaturePolicy(nn.Module):
 
     @torch.no_grad()
     def schedule_temperature(self, state: GlobalState) -> float:
-        a = self.schedule(global_features(self.schedule_features, state)[None])[0, 0]
+        obs = global_features(self.schedule_features, state)[None]
+        a = self.schedule(obs.to(next(self.schedule.parameters()).device))[0, 0]
         return float(action_to_temperature(a, self.t_min, self.t_max))
 
     @torch.no_grad()

@@ -50,23 +50,16 @@ def log_decisions(writer: Any, step: int, d: Decisions) -> dict[str, float]:
     return s
 
 
-def decision_figure(d: Decisions | None, title: str, t_range: tuple[float, float], history: list[dict[str, float]],
+def decision_figure(d: Decisions, title: str, t_range: tuple[float, float], history: list[dict[str, float]],
                     max_points: int = 3000):  # noqa: ANN201
     """Three panels: T vs teacher confidence, T vs the student's true-class probability (coloured by
-    correctness, the smaller group drawn last, on top), and the mean T per epoch with its 10–90 % band.
-    Without per-instance decisions (one temperature per step) only the last panel."""
+    correctness, the smaller group drawn last, on top), and the mean T per epoch with its 10–90 % band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     lo, hi = t_range
-    if d is None:
-        fig, ax = plt.subplots(figsize=(5, 3.6))
-        _schedule_panel(ax, history, lo, hi)
-        fig.suptitle(title, fontsize=10)
-        fig.tight_layout()
-        return fig
     g = torch.Generator().manual_seed(0)
     idx = torch.randperm(len(d.temperature), generator=g)[:max_points]
     t, conf, pt, ok = (x[idx] for x in (d.temperature.float(), d.teacher_conf.float(), d.student_p_true.float(),
