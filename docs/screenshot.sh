@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Screenshot of the TensorBoard dashboard (CUSTOM SCALARS tab) of a quickstart or bench folder, taken
 # with headless Chromium (Debian: apt-get install chromium). Writes docs/dashboard.png by default.
-#   bash docs/screenshot.sh runs/quickstart-XXXX [docs/dashboard.png] [tab]
+#   bash docs/screenshot.sh runs/quickstart-XXXX [docs/dashboard.png] [tab] [run regex, URL-encoded; default: seed 0 and the training run]
 set -euo pipefail
 logdir=${1:?usage: docs/screenshot.sh LOGDIR [OUT.png] [TAB]}
 out=${2:-docs/dashboard.png}
@@ -15,5 +15,5 @@ sleep 5  # let TensorBoard read the event files
 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --disable-background-networking \
   --disable-component-update --disable-sync --no-first-run --user-data-dir="$(mktemp -d)" \
   --window-size=1600,1300 --virtual-time-budget=30000 --screenshot="$out" \
-  "http://localhost:$port/?darkMode=false#$tab" 2>/dev/null
+  "http://localhost:$port/?darkMode=false#$tab&_smoothingWeight=0&regexInput=${4:-s0%24%7Ctraining}" 2>/dev/null
 echo "wrote $out"

@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("teacher", help="train a teacher and save it (also fills the teacher cache)",
-                       description="Train the config's teacher; writes teacher.pt, results.json and tb/.")
+                       description="Train the config's teacher; writes teacher.pt, results.json and a TensorBoard event file.")
     _add_common(p)
 
     p = sub.add_parser("distill", help="distil a student with a temperature strategy",
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run a benchmark suite: every (pair, method, seed) cell, resumable",
                        description="Run every cell of a suite (benchmarks/suites/*.yaml) in parallel processes; "
                                    "complete cells are skipped, so an interrupted bench resumes. Writes results.csv, "
-                                   "results.json, summary.md, accuracy.png and tb/.")
+                                   "results.json, summary.md, accuracy.png and the TensorBoard dashboard layout.")
     p.add_argument("suite", help="suite YAML, e.g. benchmarks/suites/default.yaml")
     p.add_argument("--jobs", type=int, default=2, help="parallel processes, or CPUs of a local Ray (default 2)")
     p.add_argument("--backend", choices=["process", "ray"], default="process",

@@ -14,7 +14,8 @@ was killed or failed is simply run again next time; failed cells are reported, n
 Outputs: ``results.csv`` / ``results.json`` (one row per cell, ``grid`` rows derived from their four
 runs), ``summary.md`` (per pair: mean ± std of last-epoch test and validation accuracy, paired
 differences against each reference with 95 % t intervals over the same seeds, wall time, and the
-cost accounting), ``accuracy.png`` (one dot per seed) and TensorBoard hparams in ``tb/``.
+cost accounting), ``accuracy.png`` (one dot per seed) and ``dashboard/``: the TensorBoard layout
+(:data:`rltemp.kd.tblog.LAYOUT`) over every cell's event file.
 """
 
 from __future__ import annotations
@@ -234,6 +235,8 @@ def by_method(rows: list[dict[str, Any]], pair: str) -> dict[str, dict[int, dict
 
 def pair_table(by: dict[str, dict[int, dict[str, Any]]], order: list[str], references: list[str]) -> list[str]:
     """Markdown rows: accuracy mean ± std and paired Δ (95 % t interval, ``*`` if it excludes 0)."""
+    from rltemp.kd.pipeline import method_name
+
     refs = [r for r in references if r in by]
     lines = ["| method | n | test acc % | val acc % | " + " | ".join(f"Δ vs {r}" for r in refs) + " | wall s / run |",
              "|---|---|---|---|" + "---|" * len(refs) + "---|"]
@@ -251,7 +254,7 @@ def pair_table(by: dict[str, dict[int, dict[str, Any]]], order: list[str], refer
             d, h = paired_ci([100 * by[m][s]["test_acc"] for s in common], [100 * by[ref][s]["test_acc"] for s in common])
             deltas.append(f"{d:+.2f} ± {h:.2f}{' *' if abs(d) > h else ''}")
         note = " (sum of its 4 runs)" if m == "grid" else ""
-        lines.append(f"| {m} | {len(seeds)} | {tm:.2f} ± {ts:.2f} | {vm:.2f} ± {vs:.2f} | "
+        lines.append(f"| {method_name(m)} | {len(seeds)} | {tm:.2f} ± {ts:.2f} | {vm:.2f} ± {vs:.2f} | "
                      + "".join(f"{d} | " for d in deltas) + f"{wall:.1f}{note} |")
     return lines
 
@@ -297,16 +300,16 @@ def cost_lines(by: dict[str, dict[int, dict[str, Any]]], policy_run: dict[str, A
     out = ["Cost accounting (wall time on this machine):"]
     if grid and online:
         out.append(f"- online mode ÷ 4-point grid: {online:.1f} s / {grid:.1f} s = **{online / grid:.2f}** (goal ≤ 0.5)")
-    if grid and pol and policy_run is None and pol_name.startswith("policy:"):
+    if pol_name.startswith("policy:"):  # a shipped / earlier policy: its own record, not this suite's fresh one
         policy_run = _shipped_training(pol_name.split(":", 1)[1])
     if grid and pol and policy_run:
         train = float(policy_run.get("wall_time_s", 0.0))
         if grid > pol:
             n = train / (grid - pol)
-            out.append(f"- transferred policy: trained once in {train:.0f} s, then {pol:.1f} s per student vs "
+            out.append(f"- transferred policy ({pol_name}): trained once in {train:.0f} s, then {pol:.1f} s per student vs "
                        f"{grid:.1f} s for a grid: cheaper than a grid per student after **{n:.1f}** students")
         else:
-            out.append(f"- transferred policy: a run costs {pol:.1f} s, not less than a grid ({grid:.1f} s)")
+            out.append(f"- transferred policy ({pol_name}): a run costs {pol:.1f} s, not less than a grid ({grid:.1f} s)")
     if fixed and pol:
         out.append(f"- transferred-policy distill ÷ fixed:4 distill: **{pol / fixed:.3f}** (goal ≤ 1.03; "
                    "`benchmarks/policy_overhead.py` measures it side by side)")

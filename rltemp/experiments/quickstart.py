@@ -20,6 +20,7 @@ from typing import Any
 from rltemp.experiments.bench import GRID, PairSpec, PolicySpec, Suite, check_suite, run_suite, summary_lines
 
 SHIPPED = "policy:default"
+DASHBOARD_URL = "http://localhost:6006/#custom_scalars&_smoothingWeight=0&regexInput=s0%24%7Ctraining"
 BASELINES = ["anneal:6,1,linear", "anneal:4,2,cosine", "ls", "ctkd", "dtkd", "ce"]
 UNSEEN_STUDENT = ["student.model=mlp", "student.options={width: 128, depth: 2}"]
 QUICK_EPISODES = 32
@@ -57,7 +58,9 @@ def quickstart(config: str = "envs/default.yaml", agent: str = "agents/ppo.yaml"
                      f"({pol['episodes']} episodes; the shipped one had {_shipped_episodes()}).")
     lines.append(f"Total quickstart wall time: {total:.0f}s.")
     print("\n" + "\n".join(lines))
-    print(f"\nSee how hot, for whom and when (the CUSTOM SCALARS tab is the dashboard):\n  tensorboard --logdir {out_dir}")
+    print(f"\nSee how hot, for whom and when:\n  tensorboard --logdir {out_dir}\nthen open {DASHBOARD_URL}\n"
+          "(the CUSTOM SCALARS tab, filtered to seed 0 of every method and the policy training: TensorBoard "
+          "selects runs by default only up to 40)")
     return {**res, "wall_time_s": total}
 
 
