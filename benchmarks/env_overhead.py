@@ -53,26 +53,34 @@ def main() -> None:
 
     a_sched = np.array([temperature_to_action(4.0, cfg.env.t_min, cfg.env.t_max)], np.float32)
     a_inst = np.full(inst.action_space.shape, a_sched[0], np.float32)
+    sync = torch.cuda.synchronize if inst.device.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {k: [] for k in ("schedule env", "plain epochs", "instance env", "plain steps")}
     for _ in range(a.repeats):
         sched.reset(seed=0, options={"student_seed": 0})
+        sync()
         t0 = time.perf_counter()
         for _ in range(a.epochs):
             sched.step(a_sched)
+        sync()
         times["schedule env"].append(time.perf_counter() - t0)
         d = plain()
+        sync()
         t0 = time.perf_counter()
         for _ in range(a.epochs):
             d.run_epoch()
+        sync()
         times["plain epochs"].append(time.perf_counter() - t0)
 
         inst.reset(seed=0, options={"student_seed": 0})
+        sync()
         t0 = time.perf_counter()
         for _ in range(a.steps):
             if inst.step(a_inst)[2]:
                 inst.reset(seed=0, options={"student_seed": 0})
+        sync()
         times["instance env"].append(time.perf_counter() - t0)
         d = plain()
+        sync()
         t0 = time.perf_counter()
         n = 0
         while n < a.steps:
@@ -83,10 +91,11 @@ def main() -> None:
                     break
             else:
                 d.end_epoch()
+        sync()
         times["plain steps"].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{a.preset} {' '.join(a.overrides)}: student {cfg.student.model} {cfg.student.options}, batch "
-          f"{cfg.distill.batch_size}, {a.threads} thread(s), median of {a.repeats}")
+          f"{cfg.distill.batch_size}, {a.threads} thread(s), device {inst.device}, median of {a.repeats}")
     print(f"  schedule env: {a.epochs} epochs {med['schedule env']:.3f} s vs plain {med['plain epochs']:.3f} s: "
           f"ratio {med['schedule env'] / med['plain epochs']:.3f}")
     print(f"  instance env: {a.steps} steps {1e3 * med['instance env'] / a.steps:.2f} ms/step vs plain "

@@ -2,7 +2,7 @@
 
     python benchmarks/policy_overhead.py [envs/default.yaml] [key=value ...] [--policy default] [--repeats 3]
 
-Runs alternate (fixed:4, policy, online, fixed:4, ...) on the same cached teacher and data, one
+Runs alternate, the order rotated every repeat (fixed:4, policy, online; policy, online, fixed:4; ...) on the same cached teacher and data, one
 torch thread each (as the bench's cells run); prints the median wall times (``wall_time_s`` of
 the run: training and per-epoch validation) and the ratios policy / fixed:4 (goal ≤ 1.03) and
 online / fixed:4 (goal ≤ 1.2).
@@ -33,8 +33,10 @@ def main() -> None:
     specs = {"fixed:4": "fixed:4", "policy": f"policy:{a.policy}", "online": f"online:{a.agent}"}
     times: dict[str, list[float]] = {k: [] for k in specs}
     with tempfile.TemporaryDirectory() as tmp:
+        names = list(specs)
         for r in range(a.repeats):
-            for name, spec in specs.items():
+            for name in names[r % 3:] + names[:r % 3]:  # rotate the order: no method always follows online
+                spec = specs[name]
                 res = run_method(base.with_temperature(spec), out=f"{tmp}/{name}-{r}", progress=False)
                 times[name].append(res["wall_time_s"])
     med = {k: statistics.median(v) for k, v in times.items()}
