@@ -32,7 +32,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16 * 16, 256), torch.nn.ReLU(),
-                                  torch.nn.Linear(256, data.num_classes))
+                                  torch.nn.Linear(256, data.num_classes)).to(device)
     opt = torch.optim.Adam(student.parameters(), lr=3e-3)
     ctl = rltemp.TemperatureController.load(a.policy)
     x_train, y_train = data.train.x, data.train.y
