@@ -269,6 +269,11 @@ def test_online_mode_learns_the_modulator_during_one_run(trained, tmp_path):
     assert res["temperature"]["std"] > 0  # per-instance temperatures
     meta = json.loads((o / "policy.json").read_text())
     assert meta["trained_on"]["mode"] == "online" and meta["modulator"] is not None
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(o), size_guidance={"images": 0})
+    ea.Reload()  # one decision figure, after the last epoch (figures are the costly part of logging)
+    assert [e.step for e in ea.Images("decisions/temperature_vs_confidence_and_progress")] == [res["epochs"] - 1]
     assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{o}", "--out", str(tmp_path / "t"),
                  "--no-progress", *TINY]) == 0
 
