@@ -1,4 +1,4 @@
-"""rltemp: choose knowledge-distillation temperatures, from fixed T to learned per-instance policies.
+"""rltemp: choose knowledge-distillation temperatures, from fixed T to policies learned by RL.
 
 Public API (plain torch; ``import rltemp`` loads neither gymnasium nor stable-baselines3):
 

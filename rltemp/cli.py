@@ -34,7 +34,7 @@ def _add_common(p: argparse.ArgumentParser, config_optional: bool = False) -> No
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rltemp",
-        description="Choose knowledge-distillation temperatures: classic strategies and learned per-instance policies.",
+        description="Choose knowledge-distillation temperatures: classic strategies and learned temperature policies.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress messages (INFO)")
@@ -53,9 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
 
     p = sub.add_parser("train-policy", help="train a temperature policy with stable-baselines3",
-                       description="Train a per-instance temperature policy on rltemp/KDTemperature-v0 across "
-                                   "episodes of fresh students. Overrides starting with 'agent.' go to the agent "
-                                   "preset (e.g. agent.episodes=4 agent.hyperparams.learning_rate=1e-3).")
+                       description="Train a temperature policy across episodes of fresh students: the schedule "
+                                   "head on rltemp/KDSchedule-v0 (one decision per epoch), then, if "
+                                   "agent.modulator.episodes > 0, a per-instance modulator on rltemp/KDTemperature-v0. "
+                                   "Writes policy.pt + policy.json (use with -T policy:RUN_DIR) and checkpoints "
+                                   "for --resume. Overrides starting with 'agent.' go to the agent preset "
+                                   "(e.g. agent.episodes=4 agent.hyperparams.learning_rate=1e-3).")
     p.add_argument("config", nargs="?", help="environment preset, e.g. envs/default.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config or agent.* overrides")
     p.add_argument("--agent", default="agents/ppo.yaml", help="agent preset (agents/ppo.yaml, a2c.yaml, sac.yaml)")
