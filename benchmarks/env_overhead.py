@@ -35,9 +35,10 @@ def main() -> None:
     a = ap.parse_intermixed_args()
     torch.set_num_threads(a.threads)
     from rltemp.config import load_config
-    from rltemp.envs.kd_env import KDTemperatureEnv, temperature_to_action
+    from rltemp.envs.kd_env import KDTemperatureEnv
     from rltemp.envs.schedule_env import KDScheduleEnv
     from rltemp.kd.pipeline import build_student_model
+    from rltemp.kd.policy import temperature_to_action
     from rltemp.kd.strategies import StrategyContext, build_strategy
     from rltemp.kd.trainer import Distiller
 

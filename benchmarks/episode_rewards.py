@@ -23,8 +23,9 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. env.reward=val_acc")
     a = ap.parse_intermixed_args()
     from rltemp.config import load_config
-    from rltemp.envs.kd_env import KDTemperatureEnv, temperature_to_action
+    from rltemp.envs.kd_env import KDTemperatureEnv
     from rltemp.envs.rewards import REWARDS
+    from rltemp.kd.policy import temperature_to_action
     from rltemp.kd.trainer import evaluate
 
     env = KDTemperatureEnv(load_config(a.preset, a.overrides))

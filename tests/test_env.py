@@ -8,8 +8,9 @@ from conftest import ENV_TINY
 
 import rltemp.envs  # noqa: F401  (registers the env)
 from rltemp.config import load_config
-from rltemp.envs.kd_env import KDTemperatureEnv, action_to_temperature, temperature_to_action
+from rltemp.envs.kd_env import KDTemperatureEnv
 from rltemp.envs.rewards import CALIBRATIONS
+from rltemp.kd.policy import action_to_temperature, temperature_to_action
 
 
 def make(extra=()):

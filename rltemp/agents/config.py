@@ -23,10 +23,10 @@ from typing import Any
 
 from rltemp.config import apply_overrides, build_dataclass, read_yaml
 from rltemp.errors import ConfigError, did_you_mean
+from rltemp.kd.policy import ACTIVATIONS
 
 ALGOS = ("ppo", "a2c", "sac")
 ON_POLICY = ("ppo", "a2c")
-ACTIVATIONS = ("tanh", "relu")
 # Arguments that rltemp sets itself (env, policy, logging, seeding, device; rollout length for the schedule).
 RESERVED = {"env", "policy", "policy_kwargs", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model"}
 

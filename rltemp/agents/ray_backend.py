@@ -66,15 +66,14 @@ def teacher_files(configs: list[Any]) -> dict[str, bytes]:
 class ScheduleEnvActor:
     """Holds one :class:`~rltemp.envs.schedule_env.KDScheduleEnv` (wrapped by ``ray.remote``)."""
 
-    def __init__(self, cfg_dict: dict[str, Any], seeds: list[int], reference_dir: str | None,
-                 teachers: dict[str, bytes]) -> None:
+    def __init__(self, cfg_dict: dict[str, Any], seeds: list[int], teachers: dict[str, bytes]) -> None:
         from rltemp.agents.train import _schedule_env_factory
         from rltemp.paths import atomic_write_bytes, cache_dir
 
         for name, data in teachers.items():
             if not (cache_dir("teachers") / name).exists():
                 atomic_write_bytes(cache_dir("teachers") / name, data)
-        self.env = _schedule_env_factory(cfg_dict, seeds, reference_dir, worker=True)()
+        self.env = _schedule_env_factory(cfg_dict, seeds, worker=True)()
 
     def spaces(self) -> tuple[Any, Any]:
         return self.env.observation_space, self.env.action_space
@@ -146,14 +145,15 @@ class RayVecEnv(VecEnv):
         return [None] * self.num_envs
 
 
-def ray_schedule_vec_env(cfg: Any, workers: int, reference_dir: Any, address: str | None) -> tuple[RayVecEnv, Any]:
-    """``workers`` actors with one schedule env each (seed pool split as for worker processes);
+def ray_schedule_vec_env(cfg: Any, workers: int, address: str | None) -> tuple[RayVecEnv, Any]:
+    """``workers`` actors with one schedule env each (seeds split by ``seed_slices``, as for worker processes);
     returns the VecEnv and a function that shuts Ray down if rltemp started it."""
+    from rltemp.agents.train import seed_slices
+
+    slices = seed_slices(cfg, workers)  # before Ray starts: a bad pool fails fast
     ray, started = start_ray(address, workers)
     teachers = ray.put(teacher_files([cfg]))
-    pool = list(cfg.env.seeds)
     remote = ray.remote(num_cpus=1)(ScheduleEnvActor)
     raw = cfg.to_dict()
-    ref = str(reference_dir) if reference_dir is not None else None
-    actors = [remote.remote(raw, pool[i::workers] if pool else [], ref, teachers) for i in range(workers)]
+    actors = [remote.remote(raw, seeds, teachers) for seeds in slices]
     return RayVecEnv(actors), (ray.shutdown if started else (lambda: None))

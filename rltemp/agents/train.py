@@ -48,7 +48,7 @@ from rltemp.config import Config, config_from_dict, dump_yaml, load_config
 from rltemp.envs.kd_env import KDTemperatureEnv
 from rltemp.envs.schedule_env import KDScheduleEnv
 from rltemp.errors import ConfigError, RltempError
-from rltemp.kd.policy import temperature_to_action
+from rltemp.kd.policy import ACTIVATIONS, temperature_to_action
 from rltemp.kd.tblog import (
     Decisions,
     decision_figure,
@@ -98,7 +98,7 @@ def build_model(algo: str, net: PolicyNetConfig, hyperparams: dict[str, Any], ve
     matrix is drawn once per episode of ``episode_length`` decisions unless ``sde_sample_freq`` says
     otherwise, so each episode explores one coherent schedule instead of per-epoch jitter."""
     cls = algo_class(algo)
-    act = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[net.activation]
+    act = ACTIVATIONS[net.activation]
     arch = list(net.net_arch)
     kwargs = {"net_arch": {"pi": arch, "qf": arch} if algo == "sac" else {"pi": arch, "vf": arch},
               "activation_fn": act, "log_std_init": net.log_std_init}
@@ -132,28 +132,30 @@ def init_mean_action(model: Any, algo: str, temperature: float, t_min: float, t_
 # --------------------------------------------------------------------------- environments
 
 
-def _schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int], reference_dir: str | None,
-                          worker: bool = False) -> Callable[[], Any]:
+def _schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int], worker: bool = False) -> Callable[[], Any]:
     def make() -> KDScheduleEnv:
         if worker:  # a worker process: one core per student (in-process envs run under train_policy's setting)
             torch.set_num_threads(1)
         raw = {**cfg_dict, "env": {**cfg_dict["env"], "seeds": seeds}}
-        return KDScheduleEnv(config_from_dict(raw), reference_dir=reference_dir)
+        return KDScheduleEnv(config_from_dict(raw))
 
     return make
 
 
-def schedule_vec_env(cfg: Config, jobs: int, reference_dir: Path | None) -> VecEnv:
-    """``jobs`` schedule envs (one student each), in worker processes when ``jobs`` > 1.
-
-    With ``env.seeds`` every worker gets its own slice of the pool (seeds[i::jobs]); without, each
-    draws fresh seeds from its own seeded RNG."""
+def seed_slices(cfg: Config, workers: int) -> list[list[int]]:
+    """Each worker's share of ``env.seeds`` (seeds[i::workers]); empty lists without a pool (each
+    worker then draws fresh seeds from its own seeded RNG)."""
     pool = list(cfg.env.seeds)
-    if pool and len(pool) < jobs:
-        raise ConfigError(f"env.seeds has {len(pool)} seeds for {jobs} workers; give at least one per worker")
+    if pool and len(pool) < workers:
+        raise ConfigError(f"env.seeds has {len(pool)} seeds for {workers} workers; give at least one per worker")
+    return [pool[i::workers] if pool else [] for i in range(workers)]
+
+
+def schedule_vec_env(cfg: Config, jobs: int) -> VecEnv:
+    """``jobs`` schedule envs (one student each, seeds split by :func:`seed_slices`), in worker
+    processes when ``jobs`` > 1."""
     raw = cfg.to_dict()
-    ref = str(reference_dir) if reference_dir is not None else None
-    fns = [_schedule_env_factory(raw, pool[i::jobs] if pool else [], ref, worker=jobs > 1) for i in range(jobs)]
+    fns = [_schedule_env_factory(raw, seeds, worker=jobs > 1) for seeds in seed_slices(cfg, jobs)]
     venv = SubprocVecEnv(fns, start_method="spawn") if jobs > 1 else DummyVecEnv(fns)
     return VecMonitor(venv)
 
@@ -306,15 +308,14 @@ def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, j
                     ckpt: dict[str, Any] | None, backend: str = "process",
                     address: str | None = None) -> tuple[Any, dict[str, Any]]:
     epochs = cfg.distill.epochs
-    refs = None  # reference curves: the shared cache ($RLTEMP_CACHE/references)
     shutdown = None
     if backend == "ray":
         from rltemp.agents.ray_backend import ray_schedule_vec_env
 
-        ray_venv, shutdown = ray_schedule_vec_env(cfg, jobs, refs, address)
+        ray_venv, shutdown = ray_schedule_vec_env(cfg, jobs, address)
         venv = VecMonitor(ray_venv)
     else:
-        venv = schedule_vec_env(cfg, jobs, refs)
+        venv = schedule_vec_env(cfg, jobs)
     try:
         model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, cfg.seed, writer, "cpu",
                             (cfg.env.t_min, cfg.env.t_max), n_steps=agent.episodes_per_rollout * epochs,

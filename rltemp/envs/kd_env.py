@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -50,7 +51,7 @@ from rltemp.envs.rewards import (
     needs_alignment,
 )
 from rltemp.kd.features import FeatureInput, GlobalState, check_features, compute_features
-from rltemp.kd.policy import action_to_temperature, load_policy, temperature_to_action  # noqa: F401  (re-exported)
+from rltemp.kd.policy import action_to_temperature, load_policy
 from rltemp.kd.trainer import evaluate
 
 
@@ -68,7 +69,7 @@ class KDTemperatureEnv(StudentRunsEnv):
         self.batch_size = self.cfg.distill.batch_size
         b, f = self.batch_size, len(self.features)
         self.observation_space = observation_box((b, f))
-        self.action_space = __import__("gymnasium").spaces.Box(-1.0, 1.0, (b, 2) if self.ecfg.pair else (b,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (b, 2) if self.ecfg.pair else (b,), np.float32)
         self.influence = needs_alignment(self.ecfg.calibration)
         self._capture: InputCapture | None = None
 

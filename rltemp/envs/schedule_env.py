@@ -41,6 +41,7 @@ import torch
 from rltemp.config import Config
 from rltemp.envs.base import StudentRunsEnv, observation_box
 from rltemp.kd.features import GLOBAL_FEATURES, FeatureInput, GlobalState, check_features, global_features
+from rltemp.kd.pipeline import combine_temperatures
 from rltemp.kd.policy import action_to_temperature, load_policy
 from rltemp.kd.strategies import StrategyContext, build_strategy
 from rltemp.kd.trainer import evaluate
@@ -122,7 +123,6 @@ class KDScheduleEnv(StudentRunsEnv):
             raise ValueError(f"action must have shape (1,), got {tuple(np.asarray(action).shape)}")
         finite = bool(torch.isfinite(a).all())
         t_sched = float(action_to_temperature(torch.nan_to_num(a, nan=0.0), self.ecfg.t_min, self.ecfg.t_max)[0])
-        temps = []
         for x, y, idx in d.epoch_batches():
             logits = d.forward_batch(x, idx)
             if self.base is not None and self.base.modulator is not None:
@@ -132,7 +132,6 @@ class KDScheduleEnv(StudentRunsEnv):
             else:
                 t = torch.full((len(y),), t_sched, device=y.device)
             d.train_step(x, y, idx, temperature=t, logits=logits)
-            temps.append(t)
         epoch = d.epoch
         stats = d.end_epoch()
         sig = self.signal(stats.val_acc, stats.val_loss)
@@ -140,8 +139,8 @@ class KDScheduleEnv(StudentRunsEnv):
         if self._ref is not None:
             reward -= self.ecfg.reward_scale * (self._ref[epoch + 1] - self._ref[epoch])
         self._signal_prev = sig
-        t_all = torch.cat(temps)
-        info = {"temperature": t_sched, "temperature_mean": float(t_all.mean()), "temperature_std": float(t_all.std()),
+        t_all = combine_temperatures([stats.temperature_stats])  # the Distiller's statistics of this epoch's T
+        info = {"temperature": t_sched, "temperature_mean": t_all["mean"], "temperature_std": t_all["std"],
                 "val_acc": stats.val_acc, "val_loss": stats.val_loss, "epoch": epoch, "nan_actions": int(not finite),
                 "student_seed": self.student_seed, "student": self.student_arch}
         if self.ecfg.end_as_truncation:  # ablation only (see EnvConfig)

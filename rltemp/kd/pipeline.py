@@ -149,9 +149,7 @@ class EpochLogger:
                 w.add_figure("decisions/temperature_vs_confidence_and_progress", fig, e)
         elif stats.temperature_stats is not None:  # one temperature per step: its mean
             ts = stats.temperature_stats
-            mean = ts["sum"] / ts["n"]
-            self.history.append({"mean": mean, "std": 0.0, "p10": ts["min"], "p90": ts["max"]})
-            w.add_scalar("kd/temperature_mean", mean, e)
+            w.add_scalar("kd/temperature_mean", ts["sum"] / ts["n"], e)
             # a schedule-only policy draws no figure: its schedule is this scalar, and a figure would cost
             # matplotlib's import and a render (~0.4 s, 8 % of a default-pair run; benchmarks/policy_overhead.py)
         for k, v in stats.extra.items():

@@ -154,7 +154,7 @@ def describe_head(algo: str, features: list[str], net_arch: list[int], activatio
 def pretrained_roots() -> list[Path]:
     """Where ``policy:NAME`` looks for shipped policies: ``./agents/pretrained`` and the source tree's."""
     roots = [Path.cwd() / "agents" / "pretrained", Path(__file__).resolve().parents[2] / "agents" / "pretrained"]
-    return list(dict.fromkeys(r for r in roots))
+    return list(dict.fromkeys(roots))
 
 
 def resolve_policy(path: str | Path) -> Path:
