@@ -61,6 +61,16 @@ def teacher_files(configs: list[Any]) -> dict[str, bytes]:
     return files
 
 
+def install_teachers(teachers: dict[str, bytes]) -> None:
+    """On a worker: put the driver's teacher checkpoints (:func:`teacher_files`) into this node's cache."""
+    from rltemp.paths import atomic_write_bytes, cache_dir
+
+    for name, data in teachers.items():
+        path = cache_dir("teachers") / name
+        if not path.exists():
+            atomic_write_bytes(path, data)
+
+
 
 
 class ScheduleEnvActor:
@@ -68,11 +78,8 @@ class ScheduleEnvActor:
 
     def __init__(self, cfg_dict: dict[str, Any], seeds: list[int], teachers: dict[str, bytes]) -> None:
         from rltemp.agents.train import _schedule_env_factory
-        from rltemp.paths import atomic_write_bytes, cache_dir
 
-        for name, data in teachers.items():
-            if not (cache_dir("teachers") / name).exists():
-                atomic_write_bytes(cache_dir("teachers") / name, data)
+        install_teachers(teachers)
         self.env = _schedule_env_factory(cfg_dict, seeds, worker=True)()
 
     def spaces(self) -> tuple[Any, Any]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rltemp.agents.ray_backend import start_ray, teacher_files
+from rltemp.agents.ray_backend import install_teachers, start_ray, teacher_files
 from rltemp.config import Config
 from rltemp.paths import atomic_write_bytes
 
@@ -47,12 +47,8 @@ def ray_cell(cfg: Config, teachers: dict[str, bytes]) -> dict[str, bytes]:
     import torch
 
     from rltemp.experiments.runner import run_method
-    from rltemp.paths import cache_dir
 
-    for name, data in teachers.items():
-        path = cache_dir("teachers") / name
-        if not path.exists():
-            atomic_write_bytes(path, data)
+    install_teachers(teachers)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         run_method(cfg, out=Path(tmp) / "cell", progress=False)
