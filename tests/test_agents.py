@@ -261,19 +261,22 @@ def test_online_mode_learns_the_modulator_during_one_run(trained, tmp_path):
     o = tmp_path / "o"
     agent_yaml = tmp_path / "agent.yaml"
     agent_yaml.write_text(Path("agents/ppo.yaml").read_text().replace("schedule: default", f"schedule: {out}")
-                          .replace("n_steps: 20", "n_steps: 8"))
+                          .replace("n_steps: 10 ", "n_steps: 1 "))  # update after every epoch of decisions
     assert main(["distill", "envs/mnist1d.yaml", "-T", f"online:{agent_yaml}", "--out", str(o), "--no-progress",
                  *TINY]) == 0
     res = json.loads((o / "results.json").read_text())
     assert 0 < res["test_acc"] < 1 and res["epochs"] == 2 and res["method"] == f"online:{agent_yaml}"
     assert res["temperature"]["std"] > 0  # per-instance temperatures
+    assert res["wall_time_s"] > 0
     meta = json.loads((o / "policy.json").read_text())
-    assert meta["trained_on"]["mode"] == "online" and meta["modulator"] is not None
+    assert meta["trained_on"]["mode"] == "online" and meta["modulator"]["net_arch"] == [32, 32]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(str(o), size_guidance={"images": 0})
     ea.Reload()  # one decision figure, after the last epoch (figures are the costly part of logging)
     assert [e.step for e in ea.Images("decisions/temperature_vs_confidence_and_progress")] == [res["epochs"] - 1]
+    assert [e.step for e in ea.Scalars("kd/temperature_mean")] == [0, 1]  # the decisions of every epoch
+    assert ea.Scalars("train/approx_kl")  # PPO updated the modulator during the run
     assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{o}", "--out", str(tmp_path / "t"),
                  "--no-progress", *TINY]) == 0
 

@@ -54,14 +54,14 @@ class ModulatorConfig:
 @dataclass(frozen=True)
 class OnlineConfig:
     """``online:AGENT``: the schedule a single run starts from (a policy path or shipped name); the
-    modulator is then learned by RL during that run (the ``modulator`` settings, one episode), with
-    this per-instance credit rule (``uniform`` would give every instance of a step the same reward)."""
+    modulator is then learned by RL during that run (the ``modulator`` settings, one episode, on
+    ``rltemp/KDInstanceEpoch-v0``: one decision per instance and epoch), with this per-instance
+    credit rule (``uniform`` would give every instance of an epoch the same reward)."""
 
     schedule: str = "default"
     calibration: str = "influence"
-    # validation (and per-instance credit's validation gradient) every this many steps; 0: once per epoch
-    reward_interval: int = 0
     hyperparams: dict[str, Any] = field(default_factory=dict)  # over modulator.hyperparams, for the online run
+    net_arch: list[int] = field(default_factory=list)  # the modulator's hidden layers in this run; empty: modulator's
 
 
 @dataclass(frozen=True)
@@ -126,11 +126,11 @@ def validate_agent(cfg: AgentConfig) -> AgentConfig:
         raise ConfigError(f"agent.modulator.episodes must be >= 0, got {cfg.modulator.episodes}")
     _check_net(cfg.policy, "agent.policy")
     _check_net(cfg.modulator.policy, "agent.modulator.policy")
+    if cfg.online.net_arch:
+        _check_net(dataclasses.replace(cfg.modulator.policy, net_arch=cfg.online.net_arch), "agent.online")
     _check_hyperparams(cfg.algo, cfg.hyperparams, "agent.hyperparams", {"n_steps"} if cfg.algo in ON_POLICY else set())
     _check_hyperparams(cfg.algo, cfg.modulator.hyperparams, "agent.modulator.hyperparams", set())
     _check_hyperparams(cfg.algo, cfg.online.hyperparams, "agent.online.hyperparams", set())
-    if cfg.online.reward_interval < 0:
-        raise ConfigError(f"agent.online.reward_interval must be >= 0, got {cfg.online.reward_interval}")
     from rltemp.envs.rewards import CALIBRATIONS
 
     if cfg.online.calibration not in CALIBRATIONS:

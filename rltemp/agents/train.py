@@ -542,13 +542,20 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
 
     The schedule comes from ``agent.online.schedule`` (a trained policy, by default the shipped
     one); the per-instance modulator is learned by RL during the run on top of it (the
-    ``agent.modulator`` settings; per-instance credit from ``env.calibration``). A schedule cannot
-    be learned from scratch within one run: it gets one decision per epoch. The student is the
-    config's student with seed ``cfg.seed``; the result is reported like any distill run (last-epoch
-    test accuracy), and the learned policy is saved beside it for transfer.
+    ``agent.modulator`` network and hyperparameters, ``agent.online.hyperparams`` over them), on
+    ``rltemp/KDInstanceEpoch-v0``: at the start of every epoch one decision for every training
+    instance, from what the instance looked like when the student last saw it, credited per
+    instance (``agent.online.calibration``) from the validation pass every run makes anyway. The
+    optimiser steps run as in a plain epoch; SB3 acts and learns between epochs (a minibatch is one
+    epoch's decisions unless ``batch_size`` is given). A schedule cannot be learned from scratch
+    within one run: it gets one decision per epoch. The student is the config's student with seed
+    ``cfg.seed``; the result is reported like any distill run (last-epoch test accuracy; wall time
+    = the training epochs with their validation, as for every run), and the learned policy is
+    saved beside it for transfer.
     """
     from torch.utils.tensorboard import SummaryWriter
 
+    from rltemp.envs.instance_epoch_env import KDInstanceEpochEnv
     from rltemp.kd.pipeline import temperature_summary
     from rltemp.kd.policy import load_policy, resolve_policy
     from rltemp.kd.trainer import evaluate
@@ -556,16 +563,14 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
 
     base_dir = resolve_policy(agent.online.schedule).parent
     base = load_policy(base_dir)
-    interval = agent.online.reward_interval
     ocfg = cfg.replace(env=dataclasses.replace(cfg.env, base_policy=str(base_dir), calibration=agent.online.calibration))
-    env = KDTemperatureEnv(ocfg, progress=progress)
-    if not agent.online.reward_interval:  # once per epoch: the validation the run makes anyway sets the pace
-        interval = env.steps_per_episode() // cfg.distill.epochs
-    env.ecfg = dataclasses.replace(env.ecfg, reward_interval=interval)
+    env = KDInstanceEpochEnv(ocfg, progress=progress)
+    env.fill_teacher_cache()  # before the clock starts, as a distill run builds its Distiller (and cache) first
     run = RunDir.create("distill", cfg.name, out, {**cfg.to_dict(), "agent": agent.to_dict()}, runs_root)
     finished: dict[str, Any] = {}
 
-    def on_end(e: KDTemperatureEnv) -> None:
+    def on_end(e: KDInstanceEpochEnv) -> None:
+        finished["wall"] = time.perf_counter() - t0
         d = e.distiller
         acc, loss = evaluate(d.student, e.data.test, e.data)
         val, _ = evaluate(d.student, e.data.val, e.data)
@@ -577,21 +582,28 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
     venv.set_options([{"student_seed": cfg.seed, "student": 0}] + [{}] * (venv.num_envs - 1))
     writer = SummaryWriter(str(run.tb))
     mod = agent.modulator
-    model = build_model(agent.algo, mod.policy, {**mod.hyperparams, **agent.online.hyperparams}, venv, cfg.seed,
+    hyper = {**mod.hyperparams, **agent.online.hyperparams}
+    if agent.algo == "ppo" and "batch_size" not in agent.online.hyperparams:
+        hyper["batch_size"] = venv.num_envs  # a minibatch is one epoch's decisions
+    if agent.online.net_arch:  # the modulator this run trains (and exports)
+        mod = dataclasses.replace(mod, policy=dataclasses.replace(mod.policy, net_arch=agent.online.net_arch))
+        agent = dataclasses.replace(agent, modulator=mod)
+    model = build_model(agent.algo, mod.policy, hyper, venv, cfg.seed,
                         writer, "cuda" if env.device.type == "cuda" else "cpu", (cfg.env.t_min, cfg.env.t_max))
-    # one decision figure, after the last epoch (each costs a matplotlib render; six took ~15 % of a profiled run)
+    # one decision figure, after the last epoch (each costs a matplotlib render)
     logger_cb = DecisionLogger(writer, figure_at=cfg.distill.epochs - 1, title=f"{cfg.name} / online / seed {cfg.seed}",
                                t_range=(cfg.env.t_min, cfg.env.t_max))
     t0 = time.perf_counter()
     try:
-        model.learn(total_timesteps=env.steps_per_episode() * venv.num_envs + 1,
+        model.learn(total_timesteps=cfg.distill.epochs * venv.num_envs + 1,
                     callback=[logger_cb, StopAfterEpisodes(1)])
+        model.logger.dump(model.num_timesteps)  # the last update's train/ metrics (SB3 writes them at the next rollout)
     finally:
         writer.close()
-    wall = time.perf_counter() - t0
     meta = policy_meta(ocfg, agent, True, {"episodes": 1, "mode": "online", "schedule_from": str(base_dir)})
     meta["schedule"] = base.meta["schedule"]
     export_policy(None, model, meta, run.path, schedule_state=base.schedule.state_dict())
+    wall = finished.pop("wall")
     results = {**finished, "wall_time_s": wall, "method": cfg.distill.temperature, "seed": cfg.seed,
                "student": cfg.student.model, "teacher": cfg.teacher.model, "dataset": cfg.data.name,
                "test_acc_at_best_val": None, "device": str(env.device),

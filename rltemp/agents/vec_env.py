@@ -1,5 +1,7 @@
 """The B instances of one shared KD trainer are the B slots of an SB3 VecEnv (the per-instance
-modulator of a policy is trained this way).
+modulator of a policy is trained this way): the B instances of a mini-batch
+(``rltemp/KDTemperature-v0``) or the N instances of the training split (``rltemp/KDInstanceEpoch-v0``,
+online mode) — any env whose observation is (B, F) and whose info carries ``instance_rewards`` (B,).
 
 Why this design: a stock SB3 policy (``MlpPolicy``) then acts on one instance's feature row at a
 time, so its weights are shared across the instances of a batch, its decisions are equivariant to
@@ -26,11 +28,11 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
-from rltemp.envs.kd_env import KDTemperatureEnv
+from rltemp.envs.base import StudentRunsEnv
 
 
 class InstanceVecEnv(VecEnv):
-    def __init__(self, env: KDTemperatureEnv, on_episode_end: Callable[[KDTemperatureEnv], None] | None = None,
+    def __init__(self, env: StudentRunsEnv, on_episode_end: Callable[[StudentRunsEnv], None] | None = None,
                  auto_reset: bool = True) -> None:
         self.env = env
         b, f = env.observation_space.shape

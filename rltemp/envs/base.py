@@ -19,7 +19,7 @@ import torch
 from rltemp.config import Config, EnvConfig, ModelConfig, apply_overrides, config_from_dict, load_config
 from rltemp.envs.rewards import REWARDS
 from rltemp.kd.pipeline import get_teacher, prepare
-from rltemp.kd.trainer import Distiller
+from rltemp.kd.trainer import Distiller, predict_logits
 from rltemp.models import build_model
 
 
@@ -73,6 +73,11 @@ class StudentRunsEnv(gym.Env):
                       external_temperature=strategy is None, teacher_cache=self._teacher_cache)
         self._teacher_cache = d.teacher_cache
         return d
+
+    def fill_teacher_cache(self) -> None:
+        """Compute the teacher's training-split logits now (otherwise the first episode does)."""
+        if self._teacher_cache is None and not self.data.augmented:
+            self._teacher_cache = predict_logits(self.teacher, self.data.train, self.data)
 
     def start_episode(self, seed: int | None, options: dict[str, Any] | None) -> dict[str, Any]:
         """``gym.Env.reset``'s seeding, then a fresh student; returns the reset info."""

@@ -31,14 +31,13 @@ students and the shared Distiller). A constant action equal to T reproduces ``rl
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rltemp.config import Config
+from rltemp.config import Config, EnvConfig
 from rltemp.data.base import Split
 from rltemp.envs.base import StudentRunsEnv, observation_box
 from rltemp.envs.rewards import (
@@ -51,8 +50,26 @@ from rltemp.envs.rewards import (
     needs_alignment,
 )
 from rltemp.kd.features import FeatureInput, GlobalState, check_features, compute_features
-from rltemp.kd.policy import action_to_temperature, load_policy
+from rltemp.kd.policy import action_to_temperature, centred_log_multiplier, load_policy
 from rltemp.kd.trainer import evaluate
+
+
+def instance_temperatures(a: torch.Tensor, ecfg: EnvConfig, t_sched: float | None) -> tuple[torch.Tensor, int]:
+    """Temperatures from the instances' actions (one decision unit: a batch, or an epoch's training
+    split), and how many actions were not finite.
+
+    Without a schedule (``t_sched`` None) the action is the temperature on a log scale (non-finite
+    entries get ``ecfg.default_temperature``); with one, it modulates it:
+    T_i = T_sched · exp(log(max_multiplier) · (a_i − mean a)) (non-finite entries: no modulation)."""
+    bad = ~torch.isfinite(a)
+    n_bad = int(bad.sum())
+    a = torch.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
+    if t_sched is not None:
+        return (t_sched * torch.exp(centred_log_multiplier(a, ecfg.max_multiplier))).clamp(ecfg.t_min, ecfg.t_max), n_bad
+    t = action_to_temperature(a, ecfg.t_min, ecfg.t_max)
+    if n_bad:
+        t = torch.where(bad, torch.full_like(t, ecfg.default_temperature), t)
+    return t, n_bad
 
 
 class KDTemperatureEnv(StudentRunsEnv):
@@ -125,17 +142,7 @@ class KDTemperatureEnv(StudentRunsEnv):
         return self._observation()
 
     def _temperatures(self, a: torch.Tensor) -> tuple[torch.Tensor, int]:
-        bad = ~torch.isfinite(a)
-        n_bad = int(bad.sum())
-        a = torch.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
-        if self.base is not None:
-            logm = math.log(self.ecfg.max_multiplier) * (a.clamp(-1, 1) - a.clamp(-1, 1).mean())
-            t = (self._t_sched * torch.exp(logm)).clamp(self.ecfg.t_min, self.ecfg.t_max)
-            return t, n_bad
-        t = action_to_temperature(a, self.ecfg.t_min, self.ecfg.t_max)
-        if n_bad:
-            t = torch.where(bad, torch.full_like(t, self.ecfg.default_temperature), t)
-        return t, n_bad
+        return instance_temperatures(a, self.ecfg, self._t_sched if self.base is not None else None)
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: ANN201

@@ -137,12 +137,14 @@ def evaluate_with_gradient(model: nn.Module, capture: InputCapture, split: Split
     return correct / n, loss_sum / n, g_w / n, g_b / n
 
 
-def alignment(delta: torch.Tensor, h: torch.Tensor, g_w: torch.Tensor, g_b: torch.Tensor) -> torch.Tensor:
+def alignment(delta: torch.Tensor, h: torch.Tensor, g_w: torch.Tensor, g_b: torch.Tensor,
+              dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """c_i = −⟨g_i, G⟩ / (‖g_i‖ ‖G‖) for g_i = [δ_i h_iᵀ, δ_i], G = [g_w, g_b]; (B,) in [−1, 1].
 
-    Invariant to rescaling δ_i (an instance's loss scale, T² included) by any positive factor."""
-    delta, h = delta.double(), h.double().flatten(1)
-    g_w, g_b = g_w.double(), g_b.double()
+    Invariant to rescaling δ_i (an instance's loss scale, T² included) by any positive factor.
+    ``dtype``: the precision of the products (float32 for a whole training set at once)."""
+    delta, h = delta.to(dtype), h.to(dtype).flatten(1)
+    g_w, g_b = g_w.to(dtype), g_b.to(dtype)
     dot = ((delta @ g_w) * h).sum(1) + delta @ g_b
     norm_i = delta.norm(dim=1) * torch.sqrt(h.pow(2).sum(1) + 1.0)
     norm_g = torch.sqrt(g_w.pow(2).sum() + g_b.pow(2).sum())

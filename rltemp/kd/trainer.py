@@ -294,10 +294,14 @@ class Distiller:
         mean, per = kd_loss(z_s, z_t, t, scale, check=False)  # validated where temperatures enter
         return self.kd_weight * mean, per, t
 
-    def end_epoch(self) -> EpochStats:
-        """Step the LR schedule, validate, track the best-on-val state, start the next epoch."""
+    def end_epoch(self, validation: tuple[float, float] | None = None) -> EpochStats:
+        """Step the LR schedule, validate, track the best-on-val state, start the next epoch.
+
+        ``validation``: the (accuracy, loss) of the current student on the full validation split,
+        when the caller has just measured them in a pass of its own (the per-instance epoch
+        environment reads the validation gradient in the same pass); otherwise measured here."""
         self.scheduler.step()
-        val_acc, val_loss = evaluate(self.student, self.data.val, self.data)
+        val_acc, val_loss = validation if validation is not None else evaluate(self.student, self.data.val, self.data)
         self.last_val_acc = val_acc
         if val_acc > self.best_val_acc:
             self.best_val_acc, self.best_epoch = val_acc, self.epoch

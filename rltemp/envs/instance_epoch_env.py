@@ -1,0 +1,186 @@
+"""``rltemp/KDInstanceEpoch-v0``: one temperature decision per training instance and epoch.
+
+The per-instance counterpart of ``rltemp/KDSchedule-v0``, and what online mode learns on. One
+``step(action)`` runs one whole epoch of the student (the Distiller of ``rltemp distill``, no second
+loop) with a temperature for every instance of the training split, chosen at the start of the
+epoch. The KD step env (``rltemp/KDTemperature-v0``) decides per mini-batch, which costs an SB3
+call, feature extraction and torch↔numpy traffic on every optimiser step (1.6 × a plain step on the
+default pair); here all of that happens once per epoch, over the whole training split at once, and
+the optimiser steps run as in a plain epoch.
+
+- Observation ``Box(0, 1, (N, F), float32)``, N = the training split's size: each instance's
+  features (``env.features``, :mod:`rltemp.kd.features`) from the logits of the last optimiser step
+  that saw it (its previous epoch; before the first epoch, one inference pass of the initial
+  student), with the global features (progress, last validation accuracy, loss average) of *now*.
+  No extra forward pass: the logits are kept as the epoch's steps make them.
+- Action ``Box(-1, 1, (N,))``: the same map as the step env (:func:`~rltemp.envs.kd_env.instance_temperatures`),
+  once per epoch for all N instances: without ``env.base_policy`` the temperature on a log scale;
+  with it, a modulation of the schedule head's temperature for the epoch, centred over the epoch's
+  N decisions (so T_sched stays their geometric mean; a transferred policy, deciding per batch,
+  centres over its batch).
+- Reward: scale · Δ signal over the epoch on the **full validation split** (the evaluation the
+  Distiller makes at every epoch end; one pass also yields the validation gradient that
+  ``influence`` credit needs). ``info["instance_rewards"]`` (N,) decomposes it over the n instances
+  the epoch's steps saw (``drop_last`` leaves the rest of the split, which get 0):
+  ``uniform`` R / n each; ``kd_share`` by their KD losses; ``influence`` (R + κ (c_i − mean c)) / n,
+  with c_i the cosine between instance i's update and the validation descent direction at the start
+  of the epoch (:func:`~rltemp.envs.rewards.alignment`, from the gradient at each batch's logits and its
+  penultimate features, kept as the steps make them; one batched product per epoch) — scale-invariant,
+  zero-sum, so the n rewards still sum to R exactly. κ = ``env.credit_scale`` is in units of the epoch's reward
+  (:class:`~rltemp.agents.vec_env.InstanceVecEnv` gives each slot N times its instance reward, R plus
+  its own credit).
+- The episode ends after ``distill.epochs`` epochs: ``terminated``, with a real final observation
+  (the last epoch's features, progress 1). ``info`` also carries the seen instances
+  (``instances``, in the order they were seen) and, in that order, their temperatures, the teacher's confidence and the student's true-class probability and correctness
+  (for :func:`~rltemp.kd.tblog.log_decisions`), and ``epoch_val_acc``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rltemp.config import Config
+from rltemp.envs.base import StudentRunsEnv, observation_box
+from rltemp.envs.kd_env import instance_temperatures
+from rltemp.envs.rewards import (
+    CALIBRATIONS,
+    InputCapture,
+    alignment,
+    evaluate_with_gradient,
+    last_linear,
+    needs_alignment,
+)
+from rltemp.errors import ConfigError
+from rltemp.kd.features import FeatureInput, GlobalState, check_features, compute_features
+from rltemp.kd.policy import load_policy
+from rltemp.kd.trainer import evaluate, predict_logits
+
+
+class KDInstanceEpochEnv(StudentRunsEnv):
+    def __init__(self, config: Config | str | None = None, overrides: list[str] | None = None,
+                 progress: bool = False) -> None:
+        super().__init__(config, overrides, progress)
+        if self.ecfg.pair:
+            raise ConfigError("env.pair is not supported by rltemp/KDInstanceEpoch-v0 (one temperature per instance)")
+        self.features = check_features(list(self.ecfg.features))
+        CALIBRATIONS.get(self.ecfg.calibration)
+        self.base = load_policy(self.ecfg.base_policy) if self.ecfg.base_policy else None
+        self.n = len(self.data.train)
+        self.observation_space = observation_box((self.n, len(self.features)))
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n,), np.float32)
+        self.influence = needs_alignment(self.ecfg.calibration)
+        self._capture: InputCapture | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def _validate(self) -> tuple[float, float]:
+        """Accuracy and loss on the full validation split (and, for influence credit, its gradient)."""
+        d = self.distiller
+        if self.influence:
+            acc, loss, self._g_w, self._g_b = evaluate_with_gradient(d.student, self._capture, d.data.val, d.data)
+            return acc, loss
+        return evaluate(d.student, d.data.val, d.data)
+
+    def _features(self) -> FeatureInput:
+        """What every instance looked like when last seen, with the global state of now. The
+        teacher's side is computed once per episode when its logits are cached (they never change)."""
+        d = self.distiller
+        zt = d.teacher_cache if d.teacher_cache is not None else self._zt
+        inp = FeatureInput(self._zs, zt, d.data.train.y, d.progress, d.last_val_acc, d.loss_ema)
+        if d.teacher_cache is not None:
+            if self._teacher_side is None:
+                self._teacher_side = {k: getattr(inp, k) for k in ("logp_t", "p_t", "top1_t")}
+            inp.__dict__.update(self._teacher_side)  # functools.cached_property values
+        return inp
+
+    def _keep_grad(self, grad: torch.Tensor) -> None:
+        self._deltas.append(grad.detach().float())
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: ANN201
+        info = self.start_episode(seed, options)
+        d = self.distiller
+        if self._capture is not None:
+            self._capture.remove()
+        if self.influence:
+            self._capture = InputCapture(last_linear(d.student, self.data.num_classes))
+        # what each instance looked like when last seen: the initial student's logits to begin with
+        self._zs = predict_logits(d.student, d.data.train, d.data).float()
+        self._zt = predict_logits(self.teacher, d.data.train, d.data).float() if d.teacher_cache is None else None
+        self._teacher_side: dict[str, Any] | None = None
+        self._signal_prev = self.signal(*self._validate())
+        self.initial_signal = self._signal_prev
+        self._inp = self._features()
+        return compute_features(self.features, self._inp).cpu().numpy(), info
+
+    def step(self, action: Any):  # noqa: ANN201
+        d = self.distiller
+        if d is None or d.done:
+            raise RuntimeError("call reset() before step(), and again after an episode ends")
+        a = torch.as_tensor(np.asarray(action, dtype=np.float32)).to(self.device)
+        if tuple(a.shape) != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape}, got {tuple(a.shape)}")
+        t_sched = None
+        if self.base is not None:  # the schedule's decision for this epoch, from the state at its start
+            t_sched = self.base.schedule_temperature(GlobalState(d.progress, d.last_val_acc, d.loss_ema))
+        g_w, g_b = (self._g_w, self._g_b) if self.influence else (None, None)  # the descent direction at the start
+        # the epoch's temperature for every instance (with a schedule: centred over the epoch's decisions)
+        temps_all, n_bad = instance_temperatures(a, self.ecfg, t_sched)
+        idxs, zss, zts, hs, ts, kds = [], [], [], [], [], []
+        self._deltas: list[torch.Tensor] = []
+        for x, y, idx in d.epoch_batches():
+            logits = d.forward_batch(x, idx)
+            if self.influence:
+                hs.append(self._capture.h)
+                logits[0].register_hook(self._keep_grad)
+            res = d.train_step(x, y, idx, temperature=temps_all[idx], logits=logits)
+            idxs.append(idx)
+            zss.append(res.student_logits)
+            if self._zt is not None:
+                zts.append(res.teacher_logits)
+            ts.append(res.temperature)
+            kds.append(res.kd)
+        epoch = d.epoch
+        stats = d.end_epoch(validation=self._validate())
+        sig = self.signal(stats.val_acc, stats.val_loss)
+        reward = self.ecfg.reward_scale * (sig - self._signal_prev)
+        self._signal_prev = sig
+        # the instances the epoch's steps saw, in the order they were seen; what they looked like then
+        rows = torch.cat(idxs)
+        self._zs[rows] = torch.cat(zss)
+        if self._zt is not None:
+            self._zt[rows] = torch.cat(zts)
+        temps, kd = torch.cat(ts), torch.cat(kds)
+        # the epoch's reward over those instances (sums to it exactly)
+        if self.influence:  # each instance's update against the descent direction at the epoch's start
+            c = alignment(torch.cat(self._deltas), torch.cat(hs).float().flatten(1), g_w, g_b, dtype=torch.float32)
+            per = CALIBRATIONS.get("influence")(reward, c[None], c[None], self.ecfg.credit_scale / len(rows))[0]
+        else:
+            per = CALIBRATIONS.get(self.ecfg.calibration)(reward, kd[None].cpu())[0]
+        instance = np.zeros(self.n, np.float64)
+        instance[rows.cpu().numpy()] = per.cpu().numpy()
+        self._inp = inp = self._features()
+        obs = compute_features(self.features, inp).cpu().numpy()
+        p_s, y = inp.p_s[rows], inp.labels[rows]
+        info: dict[str, Any] = {
+            "instance_rewards": instance,
+            "instances": rows.cpu().numpy(),  # the seen instances, in the order of the arrays below
+            "temperature": temps.cpu().numpy(),
+            "kd_loss": kd.cpu().numpy(),
+            "teacher_confidence": inp.top1_t[0][rows].cpu().numpy(),
+            "student_p_true": p_s.gather(1, y[:, None])[:, 0].cpu().numpy(),
+            "student_correct": (inp.top2_s[1][rows, 0] == y).cpu().numpy(),
+            "nan_actions": n_bad,
+            "schedule_temperature": t_sched,
+            "epoch": epoch,
+            "epoch_val_acc": stats.val_acc,
+            "val_acc": stats.val_acc,
+            "val_loss": stats.val_loss,
+        }
+        terminated = d.done
+        if self.ecfg.end_as_truncation:  # ablation only (see EnvConfig)
+            return obs, float(reward), False, terminated, info
+        return obs, float(reward), terminated, False, info
