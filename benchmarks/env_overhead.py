@@ -5,7 +5,11 @@
 - ``rltemp/KDSchedule-v0`` (the policy's training env): ``--epochs`` env steps (one epoch each) at a
   constant action vs. the same number of plain ``Distiller.run_epoch()`` calls (training plus the
   per-epoch validation that both do) at the same T.
-- ``rltemp/KDTemperature-v0`` (per-instance decisions, the modulator's env): ``--steps`` env steps
+- ``rltemp/KDInstanceEpoch-v0`` (online mode's env: a temperature per training instance, decided
+  once per epoch): ``--epochs`` env steps at a constant action, with ``influence`` credit (online
+  mode's), vs. the same plain epochs; the env adds the epoch's features over the training split,
+  the credit (one batched product) and the validation gradient.
+- ``rltemp/KDTemperature-v0`` (per-instance decisions per KD step, the modulator's env): ``--steps`` env steps
   vs. as many plain ``train_step`` calls; the env adds its features, its validation-subset rewards
   every ``env.reward_interval`` steps (with ``env.calibration``'s extra work) and the per-epoch
   validation that the plain loop also does.
@@ -17,6 +21,7 @@ Runs alternate (env, plain, env, ...) so machine noise hits both; prints medians
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 
@@ -35,6 +40,7 @@ def main() -> None:
     a = ap.parse_intermixed_args()
     torch.set_num_threads(a.threads)
     from rltemp.config import load_config
+    from rltemp.envs.instance_epoch_env import KDInstanceEpochEnv
     from rltemp.envs.kd_env import KDTemperatureEnv
     from rltemp.envs.schedule_env import KDScheduleEnv
     from rltemp.kd.pipeline import build_student_model
@@ -45,6 +51,7 @@ def main() -> None:
     cfg = load_config(a.preset, [*a.overrides, "env.reward_reference="])
     sched = KDScheduleEnv(cfg)
     inst = KDTemperatureEnv(cfg)
+    epoch_env = KDInstanceEpochEnv(cfg.replace(env=dataclasses.replace(cfg.env, calibration="influence")))
     data, teacher = inst.data, inst.teacher
 
     def plain() -> Distiller:
@@ -54,8 +61,10 @@ def main() -> None:
 
     a_sched = np.array([temperature_to_action(4.0, cfg.env.t_min, cfg.env.t_max)], np.float32)
     a_inst = np.full(inst.action_space.shape, a_sched[0], np.float32)
+    a_epoch = np.full(epoch_env.action_space.shape, a_sched[0], np.float32)
     sync = torch.cuda.synchronize if inst.device.type == "cuda" else (lambda: None)
-    times: dict[str, list[float]] = {k: [] for k in ("schedule env", "plain epochs", "instance env", "plain steps")}
+    times: dict[str, list[float]] = {k: [] for k in ("schedule env", "plain epochs", "instance-epoch env",
+                                                     "instance env", "plain steps")}
     for _ in range(a.repeats):
         sched.reset(seed=0, options={"student_seed": 0})
         sync()
@@ -71,6 +80,13 @@ def main() -> None:
             d.run_epoch()
         sync()
         times["plain epochs"].append(time.perf_counter() - t0)
+        epoch_env.reset(seed=0, options={"student_seed": 0})
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(a.epochs):
+            epoch_env.step(a_epoch)
+        sync()
+        times["instance-epoch env"].append(time.perf_counter() - t0)
 
         inst.reset(seed=0, options={"student_seed": 0})
         sync()
@@ -99,6 +115,9 @@ def main() -> None:
           f"{cfg.distill.batch_size}, {a.threads} thread(s), device {inst.device}, median of {a.repeats}")
     print(f"  schedule env: {a.epochs} epochs {med['schedule env']:.3f} s vs plain {med['plain epochs']:.3f} s: "
           f"ratio {med['schedule env'] / med['plain epochs']:.3f}")
+    print(f"  instance-epoch env: {a.epochs} epochs {med['instance-epoch env']:.3f} s vs plain "
+          f"{med['plain epochs']:.3f} s: ratio {med['instance-epoch env'] / med['plain epochs']:.3f} "
+          f"({len(epoch_env.features)} features over {epoch_env.n} instances, influence credit)")
     print(f"  instance env: {a.steps} steps {1e3 * med['instance env'] / a.steps:.2f} ms/step vs plain "
           f"{1e3 * med['plain steps'] / a.steps:.2f} ms/step: ratio {med['instance env'] / med['plain steps']:.3f} "
           f"({len(inst.features)} features, reward every {cfg.env.reward_interval} steps on {len(inst.val_subset)} "

@@ -30,6 +30,8 @@ def test_agent_presets_load_and_validate():
         load_agent("agents/ppo.yaml", ["agent.algo=ppp"])
     with pytest.raises(ConfigError, match="agent.episodes must be >= 1"):
         load_agent("agents/ppo.yaml", ["agent.episodes=0"])
+    with pytest.raises(ConfigError, match="cadence 'epochs'.*did you mean 'epoch'.*valid: step, epoch"):
+        load_agent("agents/ppo.yaml", ["agent.modulator.cadence=epochs"])
 
 
 def test_train_policy_writes_run_folder_and_tensorboard(trained):
@@ -279,6 +281,25 @@ def test_online_mode_learns_the_modulator_during_one_run(trained, tmp_path):
     assert ea.Scalars("train/approx_kl")  # PPO updated the modulator during the run
     assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{o}", "--out", str(tmp_path / "t"),
                  "--no-progress", *TINY]) == 0
+
+
+def test_modulator_stage_at_epoch_cadence_trains_exports_and_transfers(trained, tmp_path):
+    from rltemp.agents.train import train_policy
+    from rltemp.cli import main
+    from rltemp.config import load_config
+
+    out, _ = trained
+    agent = load_agent("agents/ppo.yaml", ["agent.modulator.episodes=2", f"agent.modulator.schedule_from={out}",
+                                           "agent.modulator.cadence=epoch", "agent.modulator.hyperparams.n_steps=1",
+                                           "agent.modulator.hyperparams.batch_size=200"])
+    cfg = load_config("envs/mnist1d.yaml", [*TINY, "env.calibration=influence"])
+    res = train_policy(cfg, agent, out=tmp_path / "m", progress=False, jobs=1)
+    assert res["modulator_episodes"] == 2
+    meta = json.loads((tmp_path / "m" / "policy.json").read_text())
+    assert meta["modulator"]["decision"] == "instance and epoch" and meta["modulator"]["calibration"] == "influence"
+    assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{tmp_path / 'm'}", "--out", str(tmp_path / "t"),
+                 "--no-progress", *TINY]) == 0
+    assert json.loads((tmp_path / "t" / "results.json").read_text())["temperature"]["std"] > 0
 
 
 @pytest.mark.parametrize("algo", ["a2c", "sac"])

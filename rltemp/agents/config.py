@@ -5,9 +5,10 @@ A preset trains a factorised temperature policy (:mod:`rltemp.kd.policy`) in up 
 1. the **schedule** head on ``rltemp/KDSchedule-v0`` (one decision per epoch; ``episodes``
    student runs spread over the ``--jobs`` worker processes; every rollout holds
    ``episodes_per_rollout`` whole episodes per worker, so n_steps is set by rltemp);
-2. optionally the per-instance **modulator** on ``rltemp/KDTemperature-v0`` with the schedule frozen
-   (``modulator.episodes`` > 0; one decision per instance and KD step, per-instance credit from
-   ``env.calibration``).
+2. optionally the per-instance **modulator** with the schedule frozen (``modulator.episodes`` > 0;
+   per-instance credit from ``env.calibration``): on ``rltemp/KDTemperature-v0``, one decision per
+   instance and KD step (``modulator.cadence: step``), or on ``rltemp/KDInstanceEpoch-v0``, one per
+   training instance and epoch (``epoch``, as online mode).
 
 Hyperparameter names are checked against the SB3 algorithm's constructor (unknown names list the
 valid ones, with a "did you mean") and their types against the constructor's defaults.
@@ -27,6 +28,7 @@ from rltemp.kd.policy import ACTIVATIONS
 
 ALGOS = ("ppo", "a2c", "sac")
 ON_POLICY = ("ppo", "a2c")
+MODULATOR_CADENCES = ("step", "epoch")
 # Arguments that rltemp sets itself (env, policy, logging, seeding, device; rollout length for the schedule).
 RESERVED = {"env", "policy", "policy_kwargs", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model"}
 
@@ -49,6 +51,9 @@ class ModulatorConfig:
     hyperparams: dict[str, Any] = field(default_factory=dict)
     # train only the modulator, on top of this trained policy's schedule (a path or shipped name); "": stage 1 first
     schedule_from: str = ""
+    # where it learns: "step" (rltemp/KDTemperature-v0, a decision per instance and KD step) or "epoch"
+    # (rltemp/KDInstanceEpoch-v0, a decision per training instance and epoch, as online mode)
+    cadence: str = "step"
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,9 @@ def validate_agent(cfg: AgentConfig) -> AgentConfig:
             raise ConfigError(f"agent.{key} must be >= 1, got {getattr(cfg, key)}")
     if cfg.modulator.episodes < 0:
         raise ConfigError(f"agent.modulator.episodes must be >= 0, got {cfg.modulator.episodes}")
+    if cfg.modulator.cadence not in MODULATOR_CADENCES:
+        raise ConfigError(f"agent.modulator.cadence: unknown cadence {cfg.modulator.cadence!r}"
+                          f"{did_you_mean(cfg.modulator.cadence, MODULATOR_CADENCES)}; valid: {', '.join(MODULATOR_CADENCES)}")
     _check_net(cfg.policy, "agent.policy")
     _check_net(cfg.modulator.policy, "agent.modulator.policy")
     if cfg.online.net_arch:

@@ -295,6 +295,7 @@ def policy_meta(cfg: Config, agent: AgentConfig, modulator: bool, extra: dict[st
                                   decision="epoch", reward=env.reward, reward_reference=env.reward_reference),
         "modulator": describe_head(agent.algo, env.features, agent.modulator.policy.net_arch,
                                    agent.modulator.policy.activation, max_multiplier=env.max_multiplier,
+                                   decision=f"instance and {'epoch' if agent.modulator.cadence == 'epoch' else 'KD step'}",
                                    calibration=env.calibration, credit_scale=env.credit_scale) if modulator else None,
         "trained_on": {"dataset": cfg.data.name, "teacher": cfg.teacher.model,
                        "students": [s.model for s in env.students] or [cfg.student.model],
@@ -345,7 +346,14 @@ def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, j
 def _train_modulator(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, progress: bool,
                      ckpt: dict[str, Any] | None, prior: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     mcfg = cfg.replace(env=dataclasses.replace(cfg.env, base_policy=str(run.path / "schedule")))
-    env = KDTemperatureEnv(mcfg)
+    if agent.modulator.cadence == "epoch":
+        from rltemp.envs.instance_epoch_env import KDInstanceEpochEnv
+
+        env: Any = KDInstanceEpochEnv(mcfg)
+        steps_per_episode = cfg.distill.epochs
+    else:
+        env = KDTemperatureEnv(mcfg)
+        steps_per_episode = env.steps_per_episode()
     venv = InstanceVecEnv(env)
     mod = agent.modulator
     model = build_model(agent.algo, mod.policy, mod.hyperparams, venv, cfg.seed + 1, writer, "cpu",
@@ -362,7 +370,7 @@ def _train_modulator(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, 
                     lambda: {**prior, "modulator": logger.episode_returns}, per_episode=1)
     remaining = mod.episodes - done
     if remaining > 0:
-        model.learn(total_timesteps=remaining * env.steps_per_episode() * venv.num_envs, callback=[logger, cb],
+        model.learn(total_timesteps=remaining * steps_per_episode * venv.num_envs, callback=[logger, cb],
                     reset_num_timesteps=ckpt is None)
     venv.close()
     return model, {"episode_returns": logger.episode_returns, "wall_time_s": cb.wall_time_s()}
@@ -585,9 +593,10 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
     hyper = {**mod.hyperparams, **agent.online.hyperparams}
     if agent.algo == "ppo" and "batch_size" not in agent.online.hyperparams:
         hyper["batch_size"] = venv.num_envs  # a minibatch is one epoch's decisions
-    if agent.online.net_arch:  # the modulator this run trains (and exports)
-        mod = dataclasses.replace(mod, policy=dataclasses.replace(mod.policy, net_arch=agent.online.net_arch))
-        agent = dataclasses.replace(agent, modulator=mod)
+    # the modulator this run trains (and exports): at epoch cadence, with the online network if given
+    mod = dataclasses.replace(mod, cadence="epoch", policy=dataclasses.replace(
+        mod.policy, net_arch=agent.online.net_arch or mod.policy.net_arch))
+    agent = dataclasses.replace(agent, modulator=mod)
     model = build_model(agent.algo, mod.policy, hyper, venv, cfg.seed,
                         writer, "cuda" if env.device.type == "cuda" else "cpu", (cfg.env.t_min, cfg.env.t_max))
     # one decision figure, after the last epoch (each costs a matplotlib render)

@@ -1,7 +1,8 @@
 """Validation-gain rewards and per-instance credit (calibration).
 
-**Reward.** At the end of every decision interval (the schedule env: an epoch, evaluated on the
-full validation split; the instance env: ``env.reward_interval`` steps, on a fixed subset of it)
+**Reward.** At the end of every decision interval (the schedule env and the instance-epoch env: an
+epoch, evaluated on the full validation split; the instance env: ``env.reward_interval`` steps, on
+a fixed subset of it)
 the reward is
 
     R = scale · (signal_now − signal_before)  [ − scale · (ref_now − ref_before) with a reference ]
