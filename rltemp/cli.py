@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-policy", help="train a temperature policy with stable-baselines3",
                        description="Train a temperature policy across episodes of fresh students: the schedule "
                                    "head on rltemp/KDSchedule-v0 (one decision per epoch), then, if "
-                                   "agent.modulator.episodes > 0, a per-instance modulator on rltemp/KDTemperature-v0. "
+                                   "agent.modulator.episodes > 0, a per-instance modulator on rltemp/KDTemperature-v0 "
+                                   "(a decision per KD step) or rltemp/KDInstanceEpoch-v0 (agent.modulator.cadence=epoch). "
                                    "Writes policy.pt + policy.json (use with -T policy:RUN_DIR) and checkpoints "
                                    "for --resume. Overrides starting with 'agent.' go to the agent preset "
                                    "(e.g. agent.episodes=4 agent.hyperparams.learning_rate=1e-3).")

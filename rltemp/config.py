@@ -156,7 +156,8 @@ class EnvConfig:
     schedule_features: list[str] = field(default_factory=lambda: list(DEFAULT_SCHEDULE_FEATURES))
     # reward the gain over this SPEC's run of the same student (computed once per student, cached); "": raw gain
     reward_reference: str = "fixed:4"
-    # instance env (rltemp/KDTemperature-v0)
+    # instance envs (rltemp/KDTemperature-v0; rltemp/KDInstanceEpoch-v0 uses the features, calibration,
+    # credit scale, base policy and multiplier range, and rewards once per epoch on the full validation split)
     features: list[str] = field(default_factory=lambda: list(DEFAULT_ENV_FEATURES))
     pair: bool = False
     default_temperature: float = 4.0

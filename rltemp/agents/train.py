@@ -15,9 +15,11 @@
 Stage 1 (schedule): PPO/A2C/SAC on ``rltemp/KDSchedule-v0``, one student per worker process
 (``jobs``; SB3's ``SubprocVecEnv``), each rollout ``episodes_per_rollout`` whole episodes per
 worker, so rollouts end on episode boundaries and γ = 1 telescopes each episode's rewards.
-Stage 2 (modulator, optional): the same algorithm on ``rltemp/KDTemperature-v0`` with
-``env.base_policy`` = the stage-1 schedule, the B instances of a batch as B VecEnv slots
-(:class:`~rltemp.agents.vec_env.InstanceVecEnv`) and per-instance credit from ``env.calibration``.
+Stage 2 (modulator, optional): the same algorithm on ``rltemp/KDTemperature-v0`` (the B instances of
+a batch as B VecEnv slots) or, with ``agent.modulator.cadence: epoch``, on ``rltemp/KDInstanceEpoch-v0``
+(the N training instances as N slots, one step per epoch), with ``env.base_policy`` = the stage-1
+schedule (:class:`~rltemp.agents.vec_env.InstanceVecEnv`) and per-instance credit from ``env.calibration``.
+Online mode (:func:`run_online`) is stage 2 at epoch cadence within one student's run.
 
 Logging has one path: rltemp owns the run's ``SummaryWriter`` (one event file in the run folder);
 SB3's logger is pointed at it through :class:`WriterOutput`.
