@@ -113,8 +113,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         self._teacher_side: dict[str, Any] | None = None
         self._signal_prev = self.signal(*self._validate())
         self.initial_signal = self._signal_prev
-        self._inp = self._features()
-        return compute_features(self.features, self._inp).cpu().numpy(), info
+        return compute_features(self.features, self._features()).cpu().numpy(), info
 
     def step(self, action: Any):  # noqa: ANN201
         d = self.distiller
@@ -162,7 +161,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
             per = CALIBRATIONS.get(self.ecfg.calibration)(reward, kd[None].cpu())[0]
         instance = np.zeros(self.n, np.float64)
         instance[rows.cpu().numpy()] = per.cpu().numpy()
-        self._inp = inp = self._features()
+        inp = self._features()
         obs = compute_features(self.features, inp).cpu().numpy()
         p_s, y = inp.p_s[rows], inp.labels[rows]
         info: dict[str, Any] = {
