@@ -32,6 +32,21 @@ def test_agent_presets_load_and_validate():
         load_agent("agents/ppo.yaml", ["agent.episodes=0"])
     with pytest.raises(ConfigError, match="cadence 'epochs'.*did you mean 'epoch'.*valid: step, epoch"):
         load_agent("agents/ppo.yaml", ["agent.modulator.cadence=epochs"])
+    with pytest.raises(ConfigError, match="learning_rate must be a positive number or 'lin_<start>'"):
+        load_agent("agents/ppo.yaml", ["agent.hyperparams.learning_rate=lin_fast"])
+
+
+def test_linear_schedules_decay_to_zero_over_training():
+    import gymnasium
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rltemp.agents.train import build_model
+
+    agent = load_agent("agents/ppo.yaml", ["agent.hyperparams.learning_rate=lin_1e-3", "agent.hyperparams.clip_range=lin_0.3"])
+    venv = DummyVecEnv([lambda: gymnasium.make("Pendulum-v1")])
+    model = build_model("ppo", agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=64)
+    assert [model.lr_schedule(p) for p in (1.0, 0.5, 0.0)] == pytest.approx([1e-3, 5e-4, 0.0])
+    assert [model.clip_range(p) for p in (1.0, 0.25)] == pytest.approx([0.3, 0.075])
 
 
 def test_train_policy_writes_run_folder_and_tensorboard(trained):

@@ -99,6 +99,19 @@ def _check_net(net: PolicyNetConfig, path: str) -> None:
         raise ConfigError(f"{path}.net_arch must list positive widths, got {net.net_arch}")
 
 
+SCHEDULABLE = ("learning_rate", "clip_range")  # may be "lin_<start>": decays linearly to 0 (rl-baselines3-zoo's form)
+
+
+def linear_start(value: Any) -> float | None:
+    """``start`` for a ``"lin_<start>"`` schedule string, None for anything else (a constant)."""
+    if isinstance(value, str) and value.startswith("lin_"):
+        try:
+            return float(value[4:])
+        except ValueError:
+            return None
+    return None
+
+
 def _check_hyperparams(algo: str, hyperparams: dict[str, Any], path: str, reserved: set[str]) -> None:
     cls = algo_class(algo)
     params = inspect.signature(cls.__init__).parameters
@@ -110,6 +123,11 @@ def _check_hyperparams(algo: str, hyperparams: dict[str, Any], path: str, reserv
             raise ConfigError(f"{path}.{key}: not a {algo.upper()} hyperparameter{did_you_mean(key, valid)}; "
                               f"valid: {', '.join(valid)}")
         default = params[key].default
+        if key in SCHEDULABLE and isinstance(value, str):
+            if linear_start(value) is None or linear_start(value) <= 0:
+                raise ConfigError(f"{path}.{key} must be a positive number or 'lin_<start>' (a linear decay to 0, "
+                                  f"e.g. lin_1e-3), got {value!r}")
+            continue
         if isinstance(default, bool):
             ok = isinstance(value, bool)
         elif isinstance(default, (int, float)) and not isinstance(default, bool):

@@ -41,9 +41,18 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, HParam, KVWriter, Logger
+from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
-from rltemp.agents.config import ON_POLICY, AgentConfig, PolicyNetConfig, algo_class, load_agent
+from rltemp.agents.config import (
+    ON_POLICY,
+    SCHEDULABLE,
+    AgentConfig,
+    PolicyNetConfig,
+    algo_class,
+    linear_start,
+    load_agent,
+)
 from rltemp.agents.export import export_policy
 from rltemp.agents.vec_env import InstanceVecEnv
 from rltemp.config import Config, config_from_dict, dump_yaml, load_config
@@ -105,6 +114,10 @@ def build_model(algo: str, net: PolicyNetConfig, hyperparams: dict[str, Any], ve
     kwargs = {"net_arch": {"pi": arch, "qf": arch} if algo == "sac" else {"pi": arch, "vf": arch},
               "activation_fn": act, "log_std_init": net.log_std_init}
     hyperparams = dict(hyperparams)
+    for key in SCHEDULABLE:  # "lin_<start>": SB3's own linear schedule, from start (progress 0) to 0 (the end)
+        start = linear_start(hyperparams.get(key))
+        if start is not None:
+            hyperparams[key] = LinearSchedule(start, 0.0, 1.0)
     if n_steps is not None and algo in ON_POLICY:
         hyperparams["n_steps"] = n_steps
     if episode_length is not None and hyperparams.get("use_sde") and "sde_sample_freq" not in hyperparams:
