@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -65,51 +66,47 @@ def main() -> None:
     sync = torch.cuda.synchronize if inst.device.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {k: [] for k in ("schedule env", "plain epochs", "instance-epoch env",
                                                      "instance env", "plain steps")}
-    for _ in range(a.repeats):
-        sched.reset(seed=0, options={"student_seed": 0})
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(a.epochs):
-            sched.step(a_sched)
-        sync()
-        times["schedule env"].append(time.perf_counter() - t0)
-        d = plain()
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(a.epochs):
-            d.run_epoch()
-        sync()
-        times["plain epochs"].append(time.perf_counter() - t0)
-        epoch_env.reset(seed=0, options={"student_seed": 0})
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(a.epochs):
-            epoch_env.step(a_epoch)
-        sync()
-        times["instance-epoch env"].append(time.perf_counter() - t0)
 
-        inst.reset(seed=0, options={"student_seed": 0})
+    def timed(key: str, run: Callable[[], None]) -> None:
         sync()
         t0 = time.perf_counter()
+        run()
+        sync()
+        times[key].append(time.perf_counter() - t0)
+
+    def epochs(step: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(a.epochs):
+                step()
+        return run
+
+    def inst_steps() -> None:
         for _ in range(a.steps):
             if inst.step(a_inst)[2]:
                 inst.reset(seed=0, options={"student_seed": 0})
-        sync()
-        times["instance env"].append(time.perf_counter() - t0)
-        d = plain()
-        sync()
-        t0 = time.perf_counter()
-        n = 0
-        while n < a.steps:
-            for x, y, idx in d.epoch_batches():
-                d.train_step(x, y, idx)
-                n += 1
-                if n == a.steps:
-                    break
-            else:
-                d.end_epoch()
-        sync()
-        times["plain steps"].append(time.perf_counter() - t0)
+
+    def plain_steps(d: Distiller) -> Callable[[], None]:
+        def run() -> None:
+            n = 0
+            while n < a.steps:
+                for x, y, idx in d.epoch_batches():
+                    d.train_step(x, y, idx)
+                    n += 1
+                    if n == a.steps:
+                        break
+                else:
+                    d.end_epoch()
+        return run
+
+    for _ in range(a.repeats):
+        sched.reset(seed=0, options={"student_seed": 0})
+        timed("schedule env", epochs(lambda: sched.step(a_sched)))
+        timed("plain epochs", epochs(plain().run_epoch))
+        epoch_env.reset(seed=0, options={"student_seed": 0})
+        timed("instance-epoch env", epochs(lambda: epoch_env.step(a_epoch)))
+        inst.reset(seed=0, options={"student_seed": 0})
+        timed("instance env", inst_steps)
+        timed("plain steps", plain_steps(plain()))
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{a.preset} {' '.join(a.overrides)}: student {cfg.student.model} {cfg.student.options}, batch "
           f"{cfg.distill.batch_size}, {a.threads} thread(s), device {inst.device}, median of {a.repeats}")

@@ -124,7 +124,8 @@ def _check_hyperparams(algo: str, hyperparams: dict[str, Any], path: str, reserv
                               f"valid: {', '.join(valid)}")
         default = params[key].default
         if key in SCHEDULABLE and isinstance(value, str):
-            if linear_start(value) is None or linear_start(value) <= 0:
+            start = linear_start(value)
+            if start is None or start <= 0:
                 raise ConfigError(f"{path}.{key} must be a positive number or 'lin_<start>' (a linear decay to 0, "
                                   f"e.g. lin_1e-3), got {value!r}")
             continue

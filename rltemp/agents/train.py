@@ -365,10 +365,8 @@ def _train_modulator(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, 
         from rltemp.envs.instance_epoch_env import KDInstanceEpochEnv
 
         env: Any = KDInstanceEpochEnv(mcfg)
-        steps_per_episode = cfg.distill.epochs
     else:
         env = KDTemperatureEnv(mcfg)
-        steps_per_episode = env.steps_per_episode()
     venv = InstanceVecEnv(env)
     mod = agent.modulator
     model = build_model(agent.algo, mod.policy, mod.hyperparams, venv, cfg.seed + 1, writer, "cpu",
@@ -385,7 +383,7 @@ def _train_modulator(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, 
                     lambda: {**prior, "modulator": logger.episode_returns}, per_episode=1)
     remaining = mod.episodes - done
     if remaining > 0:
-        model.learn(total_timesteps=remaining * steps_per_episode * venv.num_envs, callback=[logger, cb],
+        model.learn(total_timesteps=remaining * env.steps_per_episode() * venv.num_envs, callback=[logger, cb],
                     reset_num_timesteps=ckpt is None)
     venv.close()
     return model, {"episode_returns": logger.episode_returns, "wall_time_s": cb.wall_time_s()}
@@ -619,7 +617,7 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
                                t_range=(cfg.env.t_min, cfg.env.t_max))
     t0 = time.perf_counter()
     try:
-        model.learn(total_timesteps=cfg.distill.epochs * venv.num_envs + 1,
+        model.learn(total_timesteps=env.steps_per_episode() * venv.num_envs + 1,
                     callback=[logger_cb, StopAfterEpisodes(1)])
         model.logger.dump(model.num_timesteps)  # the last update's train/ metrics (SB3 writes them at the next rollout)
     finally:

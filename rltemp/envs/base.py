@@ -87,6 +87,20 @@ class StudentRunsEnv(gym.Env):
         self.student_seed, self.student_index, self.student_arch = student_seed, arch, self.students[arch].model
         return {"student_seed": student_seed, "student": self.student_arch}
 
+    def running_distiller(self) -> Distiller:
+        """The episode's Distiller; an error when no episode is running (before reset, after the end)."""
+        d = self.distiller
+        if d is None or d.done:
+            raise RuntimeError("call reset() before step(), and again after an episode ends")
+        return d
+
+    def action_tensor(self, action: Any) -> torch.Tensor:
+        """``action`` as a float32 tensor on the env's device, checked against the action space's shape."""
+        a = torch.as_tensor(np.asarray(action, dtype=np.float32)).to(self.device)
+        if tuple(a.shape) != self.action_space.shape:
+            raise ValueError(f"action must have shape {self.action_space.shape}, got {tuple(a.shape)}")
+        return a
+
     def signal(self, acc: float, loss: float) -> float:
         return REWARDS.get(self.ecfg.reward)(acc, loss)
 

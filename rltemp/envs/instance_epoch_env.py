@@ -75,6 +75,10 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         self.influence = needs_alignment(self.ecfg.calibration)
         self._capture: InputCapture | None = None
 
+    def steps_per_episode(self) -> int:
+        """One step per epoch."""
+        return self.cfg.distill.epochs
+
     # ------------------------------------------------------------------ helpers
     def _validate(self) -> tuple[float, float]:
         """Accuracy and loss on the full validation split (and, for influence credit, its gradient)."""
@@ -116,12 +120,8 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         return compute_features(self.features, self._features()).cpu().numpy(), info
 
     def step(self, action: Any):  # noqa: ANN201
-        d = self.distiller
-        if d is None or d.done:
-            raise RuntimeError("call reset() before step(), and again after an episode ends")
-        a = torch.as_tensor(np.asarray(action, dtype=np.float32)).to(self.device)
-        if tuple(a.shape) != self.action_space.shape:
-            raise ValueError(f"action must have shape {self.action_space.shape}, got {tuple(a.shape)}")
+        d = self.running_distiller()
+        a = self.action_tensor(action)
         t_sched = None
         if self.base is not None:  # the schedule's decision for this epoch, from the state at its start
             t_sched = self.base.schedule_temperature(GlobalState(d.progress, d.last_val_acc, d.loss_ema))

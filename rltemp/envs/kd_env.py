@@ -161,12 +161,8 @@ class KDTemperatureEnv(StudentRunsEnv):
         return self._observation(), info
 
     def step(self, action: Any):  # noqa: ANN201
-        d = self.distiller
-        if d is None or d.done:
-            raise RuntimeError("call reset() before step(), and again after an episode ends")
-        a = torch.as_tensor(np.asarray(action, dtype=np.float32)).to(self.device)
-        if tuple(a.shape) != self.action_space.shape:
-            raise ValueError(f"action must have shape {self.action_space.shape}, got {tuple(a.shape)}")
+        d = self.running_distiller()
+        a = self.action_tensor(action)
         t, n_bad = self._temperatures(a)
         z_s, z_t = self._logits
         conf = torch.softmax(z_t.float(), -1).max(-1).values

@@ -115,9 +115,7 @@ class KDScheduleEnv(StudentRunsEnv):
         return self._observation(), info
 
     def step(self, action: Any):  # noqa: ANN201
-        d = self.distiller
-        if d is None or d.done:
-            raise RuntimeError("call reset() before step(), and again after an episode ends")
+        d = self.running_distiller()
         a = torch.as_tensor(np.asarray(action, dtype=np.float32)).reshape(-1)
         if a.shape != (1,):
             raise ValueError(f"action must have shape (1,), got {tuple(np.asarray(action).shape)}")
