@@ -117,6 +117,15 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class TrainingStudentConfig(ModelConfig):
+    """One entry of ``env.students``: a model, and optionally its own learning rate (``lr``, default
+    ``distill.lr``) — a pool of students that learn at different speeds, so that a schedule learns to
+    read how fast *this* student is learning from what it observes."""
+
+    lr: float | None = None
+
+
+@dataclass(frozen=True)
 class TeacherConfig(ModelConfig):
     """The teacher: a model plus how to train it when no checkpoint is given."""
 
@@ -146,7 +155,7 @@ class EnvConfig:
     t_max: float = 10.0
     reward: str = "val_acc"  # validation signal whose gain is rewarded: val_acc | val_loss
     reward_scale: float = 100.0
-    students: list[ModelConfig] = field(default_factory=list)  # empty: the config's student
+    students: list[TrainingStudentConfig] = field(default_factory=list)  # empty: the config's student
     # the training students' seeds (never the benchmarks' held-out 0..999); empty: a fresh seed per episode
     seeds: list[int] = field(default_factory=lambda: list(range(1000, 1016)))
     # for ablations only: report the end of the epoch budget as a time-limit truncation (SB3 then
@@ -181,6 +190,9 @@ class EnvConfig:
             raise ConfigError(f"{path}.max_multiplier must be a finite number >= 1, got {self.max_multiplier}")
         if not (self.credit_scale >= 0 and math.isfinite(self.credit_scale)):
             raise ConfigError(f"{path}.credit_scale must be a finite number >= 0, got {self.credit_scale}")
+        for i, st in enumerate(self.students):
+            if st.lr is not None and not (st.lr > 0 and math.isfinite(st.lr)):
+                raise ConfigError(f"{path}.students[{i}].lr must be a finite number > 0, got {st.lr}")
         if self.base_policy and self.pair:
             raise ConfigError(f"{path}.pair cannot be combined with {path}.base_policy (a modulator sets one T per instance)")
 

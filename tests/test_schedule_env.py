@@ -100,3 +100,30 @@ def test_bad_schedule_features_name_the_field():
         make(["env.schedule_features=[progres]"])
     with pytest.raises(ConfigError, match="env.schedule_features: unknown feature 'p_t_true'"):
         make(["env.schedule_features=[p_t_true]"])  # an instance feature cannot drive a schedule
+
+
+def test_training_students_may_learn_at_their_own_rate(tmp_path):
+    """env.students[i].lr: that student's optimiser runs at its own learning rate (as `distill
+    distill.lr=...` would), its reference curve is its own, and a bad rate names the field."""
+    from rltemp.cli import main
+    from rltemp.errors import ConfigError
+
+    pool = "env.students=[{model: mlp, options: {width: 16, depth: 1}}, {model: mlp, options: {width: 16, depth: 1}, lr: 0.0002}]"
+    env = KDScheduleEnv(load_config("envs/mnist1d.yaml", [*SCHED_TINY, "env.reward_reference=fixed:4", pool]),
+                        reference_dir=tmp_path)
+    base_lr = env.cfg.distill.lr
+    env.reset(options={"student_seed": 3, "student": 1})
+    assert env.distiller.optimizer.param_groups[0]["initial_lr"] == pytest.approx(0.0002) != base_lr
+    env.reset(options={"student_seed": 3, "student": 0})
+    assert env.distiller.optimizer.param_groups[0]["initial_lr"] == pytest.approx(base_lr)
+    slow, fast = env.reference_curve(3, 1), env.reference_curve(3, 0)
+    assert slow[0] == fast[0] and slow[1:] != fast[1:]  # same initial student, different training
+    assert len(list(tmp_path.glob("*.json"))) == 2
+    # the slow student's episode at T=4 is `rltemp distill distill.lr=0.0002 -T fixed:4` (its reference)
+    out = tmp_path / "d"
+    assert main(["distill", "envs/mnist1d.yaml", "-T", "fixed:4", "--out", str(out), "--no-progress", *SCHED_TINY,
+                 "student.options={width: 16, depth: 1}", "distill.lr=0.0002", "seed=3"]) == 0
+    ref = json.loads((out / "results.json").read_text())
+    assert slow[-1] == pytest.approx(ref["val_acc"], abs=1e-9)
+    with pytest.raises(ConfigError, match=r"env.students\[0\].lr must be a finite number > 0"):
+        load_config("envs/mnist1d.yaml", [*SCHED_TINY, "env.students=[{model: mlp, lr: 0}]"])

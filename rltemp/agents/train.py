@@ -313,7 +313,8 @@ def policy_meta(cfg: Config, agent: AgentConfig, modulator: bool, extra: dict[st
                                    decision=f"instance and {'epoch' if agent.modulator.cadence == 'epoch' else 'KD step'}",
                                    calibration=env.calibration, credit_scale=env.credit_scale) if modulator else None,
         "trained_on": {"dataset": cfg.data.name, "teacher": cfg.teacher.model,
-                       "students": [s.model for s in env.students] or [cfg.student.model],
+                       "students": [s.model if s.lr is None else f"{s.model} (lr {s.lr:g})" for s in env.students]
+                       or [cfg.student.model],
                        "epochs": cfg.distill.epochs, **extra},
         "versions": {"rltemp": rltemp.__version__, "torch": torch.__version__,
                      "stable_baselines3": stable_baselines3.__version__, "gymnasium": gymnasium.__version__},

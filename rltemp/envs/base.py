@@ -10,13 +10,14 @@ training never collide with the held-out seeds 0..999 of the benchmarks).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from rltemp.config import Config, EnvConfig, ModelConfig, apply_overrides, config_from_dict, load_config
+from rltemp.config import Config, EnvConfig, TrainingStudentConfig, apply_overrides, config_from_dict, load_config
 from rltemp.envs.rewards import REWARDS
 from rltemp.kd.pipeline import get_teacher, prepare
 from rltemp.kd.trainer import Distiller, predict_logits
@@ -44,7 +45,7 @@ class StudentRunsEnv(gym.Env):
         # "ce" only validates the data/model config here; the agent sets the temperatures.
         self.data, self.device, _ = prepare(cfg.with_temperature("ce"))
         self.teacher = get_teacher(cfg, self.data, self.device, progress)
-        self.students = list(self.ecfg.students) or [ModelConfig(cfg.student.model, cfg.student.options)]
+        self.students = list(self.ecfg.students) or [TrainingStudentConfig(cfg.student.model, cfg.student.options)]
         for s in self.students:  # fail now on bad student names / options
             build_model(s.model, self.data.input_shape, self.data.num_classes, s.options)
         self.distiller: Distiller | None = None
@@ -69,7 +70,8 @@ class StudentRunsEnv(gym.Env):
         spec = self.students[arch]
         torch.manual_seed(seed)
         student = build_model(spec.model, self.data.input_shape, self.data.num_classes, spec.options)
-        d = Distiller(self.cfg.distill, self.data, student, self.teacher, strategy, seed=seed, device=self.device,
+        dcfg = self.cfg.distill if spec.lr is None else dataclasses.replace(self.cfg.distill, lr=spec.lr)
+        d = Distiller(dcfg, self.data, student, self.teacher, strategy, seed=seed, device=self.device,
                       external_temperature=strategy is None, teacher_cache=self._teacher_cache)
         self._teacher_cache = d.teacher_cache
         return d

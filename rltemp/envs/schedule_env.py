@@ -77,8 +77,9 @@ class KDScheduleEnv(StudentRunsEnv):
         if key in self._references:
             return self._references[key]
         spec = self.students[arch]
+        student = {k: v for k, v in asdict(spec).items() if k != "lr" or v is not None}  # keys from before lr existed
         ident = {"data": asdict(self.cfg.data), "teacher": asdict(self.cfg.teacher), "distill": asdict(self.cfg.distill),
-                 "student": asdict(spec), "reference": self.ecfg.reward_reference, "reward": self.ecfg.reward,
+                 "student": student, "reference": self.ecfg.reward_reference, "reward": self.ecfg.reward,
                  "seed": seed, "teacher_sha1": self._teacher_sha1()}
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
         path = self.reference_dir / f"{spec.model}-s{seed}-{digest}.json"
