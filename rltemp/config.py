@@ -174,6 +174,7 @@ class EnvConfig:
     val_subset: int = 1000
     calibration: str = "uniform"
     credit_scale: float = 1.0  # influence calibration: weight of the per-instance alignment term
+    credit_rank: int = 0  # influence calibration: 0 = exact cosine; r > 0 = against the validation gradient's top-r directions
     base_policy: str = ""  # a policy whose schedule sets the base T; the action then modulates it per instance
     max_multiplier: float = 2.0  # modulation range: T_i in [T / max_multiplier, T * max_multiplier]
 
@@ -193,6 +194,8 @@ class EnvConfig:
         for i, st in enumerate(self.students):
             if st.lr is not None and not (st.lr > 0 and math.isfinite(st.lr)):
                 raise ConfigError(f"{path}.students[{i}].lr must be a finite number > 0, got {st.lr}")
+        if self.credit_rank < 0:
+            raise ConfigError(f"{path}.credit_rank must be >= 0 (0: exact), got {self.credit_rank}")
         if self.base_policy and self.pair:
             raise ConfigError(f"{path}.pair cannot be combined with {path}.base_policy (a modulator sets one T per instance)")
 

@@ -157,6 +157,8 @@ def test_bad_env_config_names_the_field():
         make(["env.features=[p_s_tru]"])
     with pytest.raises(ConfigError, match="env.t_min"):
         make(["env.t_min=5", "env.t_max=2"])
+    with pytest.raises(ConfigError, match="env.credit_rank must be >= 0"):
+        make(["env.credit_rank=-2"])
 
 
 def test_env_on_augmented_cifar_preset(tmp_path):

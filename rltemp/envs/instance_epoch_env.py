@@ -26,7 +26,9 @@ the optimiser steps run as in a plain epoch.
   with c_i the cosine between instance i's update and the validation descent direction at the start
   of the epoch (:func:`~rltemp.envs.rewards.alignment`, from the gradient at each batch's logits and its
   penultimate features, kept as the steps make them; one batched product per epoch) — scale-invariant,
-  zero-sum, so the n rewards still sum to R exactly. κ = ``env.credit_scale`` is in units of the epoch's reward
+  zero-sum, so the n rewards still sum to R exactly (``env.credit_rank`` r > 0: the cosine against
+  the validation gradient's top-r directions, which online mode uses; see ``alignment``). κ =
+  ``env.credit_scale`` is in units of the epoch's reward
   (:class:`~rltemp.agents.vec_env.InstanceVecEnv` gives each slot N times its instance reward, R plus
   its own credit).
 - The episode ends after ``distill.epochs`` epochs: ``terminated``, with a real final observation
@@ -74,6 +76,8 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n,), np.float32)
         self.influence = needs_alignment(self.ecfg.calibration)
         self._capture: InputCapture | None = None
+        self._h_buf: torch.Tensor | None = None
+        self._delta_buf: torch.Tensor | None = None
 
     def steps_per_episode(self) -> int:
         """One step per epoch."""
@@ -96,12 +100,23 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         inp = FeatureInput(self._zs, zt, d.data.train.y, d.progress, d.last_val_acc, d.loss_ema)
         if d.teacher_cache is not None:
             if self._teacher_side is None:
-                self._teacher_side = {k: getattr(inp, k) for k in ("logp_t", "p_t", "top1_t")}
+                self._teacher_side = {k: getattr(inp, k) for k in ("logp_t", "p_t", "top1_t", "negent_t")}
             inp.__dict__.update(self._teacher_side)  # functools.cached_property values
         return inp
 
-    def _keep_grad(self, grad: torch.Tensor) -> None:
-        self._deltas.append(grad.detach().float())
+    def _buffers(self, n: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The epoch's logit gradients (n, C) and penultimate features (n, H), written in place as the
+        steps make them (no concatenation per epoch); reallocated only when a student's shapes change."""
+        shape = (n, h[0].numel())
+        if self._h_buf is None or self._h_buf.shape != shape or self._h_buf.device != h.device:
+            self._h_buf = torch.empty(shape, device=h.device)
+            self._delta_buf = torch.empty((n, self.data.num_classes), device=h.device)
+        return self._delta_buf, self._h_buf
+
+    def _keep_grad(self, rows: slice) -> Any:
+        def hook(grad: torch.Tensor) -> None:
+            self._delta_buf[rows] = grad.detach()
+        return hook
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: ANN201
@@ -128,34 +143,36 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         g_w, g_b = (self._g_w, self._g_b) if self.influence else (None, None)  # the descent direction at the start
         # the epoch's temperature for every instance (with a schedule: centred over the epoch's decisions)
         temps_all, n_bad = instance_temperatures(a, self.ecfg, t_sched)
-        idxs, zss, zts, hs, ts, kds = [], [], [], [], [], []
-        self._deltas: list[torch.Tensor] = []
+        idxs, ts, kds = [], [], []
+        seen = (self.n // d.cfg.batch_size) * d.cfg.batch_size  # the epoch's full batches (drop_last)
+        off = 0
         for x, y, idx in d.epoch_batches():
             logits = d.forward_batch(x, idx)
+            rows = slice(off, off + len(idx))
             if self.influence:
-                hs.append(self._capture.h)
-                logits[0].register_hook(self._keep_grad)
+                _, h_buf = self._buffers(seen, self._capture.h)
+                h_buf[rows] = self._capture.h.flatten(1)
+                logits[0].register_hook(self._keep_grad(rows))
             res = d.train_step(x, y, idx, temperature=temps_all[idx], logits=logits)
-            idxs.append(idx)
-            zss.append(res.student_logits)
+            # what each instance looks like now, for the next epoch's features (read only after this epoch)
+            self._zs[idx] = res.student_logits.float()
             if self._zt is not None:
-                zts.append(res.teacher_logits)
+                self._zt[idx] = res.teacher_logits.float()
+            idxs.append(idx)
             ts.append(res.temperature)
             kds.append(res.kd)
+            off += len(idx)
         epoch = d.epoch
         stats = d.end_epoch(validation=self._validate())
         sig = self.signal(stats.val_acc, stats.val_loss)
         reward = self.ecfg.reward_scale * (sig - self._signal_prev)
         self._signal_prev = sig
-        # the instances the epoch's steps saw, in the order they were seen; what they looked like then
-        rows = torch.cat(idxs)
-        self._zs[rows] = torch.cat(zss)
-        if self._zt is not None:
-            self._zt[rows] = torch.cat(zts)
+        rows = torch.cat(idxs)  # the instances the epoch's steps saw, in the order they were seen
         temps, kd = torch.cat(ts), torch.cat(kds)
         # the epoch's reward over those instances (sums to it exactly)
         if self.influence:  # each instance's update against the descent direction at the epoch's start
-            c = alignment(torch.cat(self._deltas), torch.cat(hs).float().flatten(1), g_w, g_b, dtype=torch.float32)
+            c = alignment(self._delta_buf[:off], self._h_buf[:off], g_w, g_b, dtype=torch.float32,
+                          rank=self.ecfg.credit_rank)
             per = CALIBRATIONS.get("influence")(reward, c[None], c[None], self.ecfg.credit_scale / len(rows))[0]
         else:
             per = CALIBRATIONS.get(self.ecfg.calibration)(reward, kd[None].cpu())[0]
@@ -163,15 +180,14 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         instance[rows.cpu().numpy()] = per.cpu().numpy()
         inp = self._features()
         obs = compute_features(self.features, inp).cpu().numpy()
-        p_s, y = inp.p_s[rows], inp.labels[rows]
         info: dict[str, Any] = {
             "instance_rewards": instance,
             "instances": rows.cpu().numpy(),  # the seen instances, in the order of the arrays below
             "temperature": temps.cpu().numpy(),
             "kd_loss": kd.cpu().numpy(),
             "teacher_confidence": inp.top1_t[0][rows].cpu().numpy(),
-            "student_p_true": p_s.gather(1, y[:, None])[:, 0].cpu().numpy(),
-            "student_correct": (inp.top2_s[1][rows, 0] == y).cpu().numpy(),
+            "student_p_true": inp.p_s.gather(1, inp.labels[:, None])[rows, 0].cpu().numpy(),
+            "student_correct": inp.s_correct[rows].cpu().numpy(),
             "nan_actions": n_bad,
             "schedule_temperature": t_sched,
             "epoch": epoch,

@@ -172,7 +172,7 @@ class KDTemperatureEnv(StudentRunsEnv):
         self._interval_kd.append(res.kd)
         instance = torch.zeros(self.batch_size, dtype=torch.float64)
         if self.influence:
-            c = alignment(self._delta, self._h, self._g_w, self._g_b).cpu()
+            c = alignment(self._delta, self._h, self._g_w, self._g_b, rank=self.ecfg.credit_rank).cpu()
             self._interval_align.append(c)
             instance += centred(c, self.ecfg.credit_scale)
         info: dict[str, Any] = {

@@ -127,26 +127,40 @@ def evaluate_with_gradient(model: nn.Module, capture: InputCapture, split: Split
     for x, y, _ in split.batches(batch_size):
         z = model(data.preprocess(x, False, None)).float()
         h = capture.h.float().flatten(1)
-        delta = F.softmax(z, -1)
-        delta[torch.arange(len(y), device=y.device), y] -= 1.0
+        logp = F.log_softmax(z, -1)  # one pass for the loss and the gradient
+        rows = torch.arange(len(y), device=y.device)
+        loss_sum -= float(logp[rows, y].sum())
+        delta = logp.exp()
+        delta[rows, y] -= 1.0
         gw, gb = delta.T @ h, delta.sum(0)
         g_w, g_b = (gw, gb) if g_w is None else (g_w + gw, g_b + gb)
         correct += int((z.argmax(-1) == y).sum())
-        loss_sum += float(F.cross_entropy(z, y, reduction="sum"))
     model.train(was_training)
     n = max(len(split), 1)
     return correct / n, loss_sum / n, g_w / n, g_b / n
 
 
 def alignment(delta: torch.Tensor, h: torch.Tensor, g_w: torch.Tensor, g_b: torch.Tensor,
-              dtype: torch.dtype = torch.float64) -> torch.Tensor:
+              dtype: torch.dtype = torch.float64, rank: int = 0) -> torch.Tensor:
     """c_i = −⟨g_i, G⟩ / (‖g_i‖ ‖G‖) for g_i = [δ_i h_iᵀ, δ_i], G = [g_w, g_b]; (B,) in [−1, 1].
 
     Invariant to rescaling δ_i (an instance's loss scale, T² included) by any positive factor.
-    ``dtype``: the precision of the products (float32 for a whole training set at once)."""
+    ``dtype``: the precision of the products (float32 for a whole training set at once).
+    ``rank`` r > 0 (below the C classes): G is replaced by its projection G_r onto its top-r left
+    singular directions (from the C × C matrix G Gᵀ), still divided by the exact ‖G‖, so each c_i
+    moves by at most ‖G − G_r‖ / ‖G‖ = √(1 − the energy the r directions keep) (Cauchy–Schwarz),
+    and the B·C·H product becomes B·(C + H)·r."""
     delta, h = delta.to(dtype), h.to(dtype).flatten(1)
     g_w, g_b = g_w.to(dtype), g_b.to(dtype)
-    dot = ((delta @ g_w) * h).sum(1) + delta @ g_b
-    norm_i = delta.norm(dim=1) * torch.sqrt(h.pow(2).sum(1) + 1.0)
-    norm_g = torch.sqrt(g_w.pow(2).sum() + g_b.pow(2).sum())
+    if 0 < rank < g_w.shape[0]:
+        g = torch.cat([g_w, g_b[:, None]], 1)
+        _, u = torch.linalg.eigh(g @ g.T)  # eigenvalues ascending: the last r columns are the top directions
+        u = u[:, -rank:]
+        p = u.T @ g  # (r, H + 1): G_r = u p
+        dot = torch.linalg.vecdot(delta @ u, h @ p[:, :-1].T + p[:, -1])
+    else:
+        # row-wise dots and norms as single reductions: no (B, H) temporary besides delta @ g_w
+        dot = torch.linalg.vecdot(delta @ g_w, h) + delta @ g_b
+    norm_i = torch.linalg.vector_norm(delta, dim=1) * torch.sqrt(torch.linalg.vecdot(h, h) + 1.0)
+    norm_g = torch.sqrt(torch.linalg.vecdot(g_w.flatten(), g_w.flatten()) + torch.linalg.vecdot(g_b, g_b))
     return torch.where(norm_i > 0, -dot / (norm_i * norm_g + 1e-30), torch.zeros_like(dot))

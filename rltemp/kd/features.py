@@ -52,19 +52,32 @@ class FeatureInput:
 
     @cached_property
     def p_s(self) -> torch.Tensor:
-        return self.logp_s.exp()
+        return F.softmax(self.student_logits.float(), -1)  # not exp(logp_s): a feature set may need only this
 
     @cached_property
     def p_t(self) -> torch.Tensor:
         return self.logp_t.exp()
 
     @cached_property
-    def top2_s(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The student's two largest probabilities and their classes, (B, 2) each (two max passes:
-        ``topk`` is several times slower on the CPU for a whole training split at once)."""
-        v1, i1 = self.p_s.max(-1)
-        v2, i2 = self.p_s.scatter(1, i1[:, None], -1.0).max(-1)
-        return torch.stack([v1, v2], -1), torch.stack([i1, i2], -1)
+    def top2_s(self) -> torch.Tensor:
+        """The student's two largest probabilities, (B, 2); equal when the top class is tied. No class
+        indices: the features that need the student's top-1 class compare probabilities with it
+        instead (``max`` with indices, ``argmax`` and ``topk`` are several times slower than ``amax``
+        on the CPU over a whole training split)."""
+        v1 = self.p_s.amax(-1)
+        top = self.p_s >= v1[:, None]
+        v2 = torch.where(top, -1.0, self.p_s).amax(-1)
+        return torch.stack([v1, torch.where(torch.count_nonzero(top, dim=-1) > 1, v1, v2)], -1)
+
+    @cached_property
+    def s_correct(self) -> torch.Tensor:
+        """bool (B,): the label is the student's top-1 class (one of them, if tied)."""
+        return _at(self.p_s, self.labels) >= self.top2_s[:, 0]
+
+    @cached_property
+    def negent_t(self) -> torch.Tensor:
+        """Σ_c p_t log p_t (minus the teacher's entropy), (B,): shared by ``ent_t`` and ``kl_ts``."""
+        return torch.linalg.vecdot(self.p_t, self.logp_t)
 
     @cached_property
     def top1_t(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,12 +98,13 @@ def _squash(x: torch.Tensor) -> torch.Tensor:
     return x / (1 + x)
 
 
-def _true(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return logp.gather(1, y[:, None]).squeeze(1)
+def _at(x: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+    """x[i, cls[i]] for every row i."""
+    return x.gather(1, cls[:, None]).squeeze(1)
 
 
 def _entropy(p: torch.Tensor, logp: torch.Tensor, log_c: float) -> torch.Tensor:
-    return -(p * logp).sum(-1) / log_c
+    return -torch.linalg.vecdot(p, logp) / log_c
 
 
 def _register(name: str, doc: str) -> Callable[[Feature], Feature]:
@@ -101,25 +115,23 @@ def _register(name: str, doc: str) -> Callable[[Feature], Feature]:
     return deco
 
 
-_register("p_t_true", "teacher probability of the true class")(lambda f: _true(f.logp_t, f.labels).exp())
-_register("p_s_true", "student probability of the true class")(lambda f: _true(f.logp_s, f.labels).exp())
+_register("p_t_true", "teacher probability of the true class")(lambda f: _at(f.logp_t, f.labels).exp())
+_register("p_s_true", "student probability of the true class")(lambda f: _at(f.logp_s, f.labels).exp())
 _register("p_t_top1", "teacher top-1 probability (RLKD)")(lambda f: f.top1_t[0])
-_register("p_s_top1", "student top-1 probability (RLKD)")(lambda f: f.top2_s[0][:, 0])
-_register("margin_s", "student top-1 minus top-2 probability (RLKD)")(
-    lambda f: f.top2_s[0][:, 0] - f.top2_s[0][:, 1]
-)
-_register("ent_t", "teacher entropy / log C")(lambda f: _entropy(f.p_t, f.logp_t, f.log_c))
+_register("p_s_top1", "student top-1 probability (RLKD)")(lambda f: f.top2_s[:, 0])
+_register("margin_s", "student top-1 minus top-2 probability (RLKD)")(lambda f: f.top2_s[:, 0] - f.top2_s[:, 1])
+_register("ent_t", "teacher entropy / log C")(lambda f: -f.negent_t / f.log_c)
 _register("ent_s", "student entropy / log C")(lambda f: _entropy(f.p_s, f.logp_s, f.log_c))
 _register("kl_ts", "KL(p_t || p_s) at T=1, squashed x/(1+x)")(
-    lambda f: _squash((f.p_t * (f.logp_t - f.logp_s)).sum(-1).clamp_min(0))
+    lambda f: _squash((f.negent_t - torch.linalg.vecdot(f.p_t, f.logp_s)).clamp_min(0))
 )
-_register("agree", "1 if teacher and student top-1 classes agree")(
-    lambda f: (f.top1_t[1] == f.top2_s[1][:, 0]).float()
+_register("agree", "1 if the teacher's top-1 class is the student's top-1 class")(
+    lambda f: (_at(f.p_s, f.top1_t[1]) >= f.top2_s[:, 0]).float()
 )
-_register("s_correct", "1 if the student's top-1 class is the label")(lambda f: (f.top2_s[1][:, 0] == f.labels).float())
+_register("s_correct", "1 if the student's top-1 class is the label")(lambda f: f.s_correct.float())
 _register("t_correct", "1 if the teacher's top-1 class is the label")(lambda f: (f.top1_t[1] == f.labels).float())
 _register("ce_s", "student cross-entropy on the label, squashed x/(1+x)")(
-    lambda f: _squash(-_true(f.logp_s, f.labels))
+    lambda f: _squash(-_at(f.logp_s, f.labels))
 )
 
 
