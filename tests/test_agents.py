@@ -34,6 +34,14 @@ def test_agent_presets_load_and_validate():
         load_agent("agents/ppo.yaml", ["agent.modulator.cadence=epochs"])
     with pytest.raises(ConfigError, match="learning_rate must be a positive number or 'lin_<start>'"):
         load_agent("agents/ppo.yaml", ["agent.hyperparams.learning_rate=lin_fast"])
+    with pytest.raises(ConfigError, match="agent.online.activation must be one of tanh, relu, got .gelu."):
+        load_agent("agents/ppo.yaml", ["agent.online.activation=gelu"])
+    with pytest.raises(ConfigError, match="agent.online.credit_rank must be >= 0"):
+        load_agent("agents/ppo.yaml", ["agent.online.credit_rank=-1"])
+    online = load_agent("agents/ppo.yaml").online
+    assert online.net(load_agent("agents/ppo.yaml").modulator.policy).activation == "relu"
+    assert load_agent("agents/ppo.yaml", ["agent.online.activation="]).online.net(
+        load_agent("agents/ppo.yaml").modulator.policy).activation == "tanh"  # empty: the modulator's
 
 
 def test_linear_schedules_decay_to_zero_over_training():
@@ -278,7 +286,7 @@ def test_online_mode_learns_the_modulator_during_one_run(trained, tmp_path):
     o = tmp_path / "o"
     agent_yaml = tmp_path / "agent.yaml"
     agent_yaml.write_text(Path("agents/ppo.yaml").read_text().replace("schedule: default", f"schedule: {out}")
-                          .replace("n_steps: 10 ", "n_steps: 1 "))  # update after every epoch of decisions
+                          .replace("n_steps: 15 ", "n_steps: 1 "))  # update after every epoch of decisions
     assert main(["distill", "envs/mnist1d.yaml", "-T", f"online:{agent_yaml}", "--out", str(o), "--no-progress",
                  *TINY]) == 0
     res = json.loads((o / "results.json").read_text())
@@ -286,7 +294,9 @@ def test_online_mode_learns_the_modulator_during_one_run(trained, tmp_path):
     assert res["temperature"]["std"] > 0  # per-instance temperatures
     assert res["wall_time_s"] > 0
     meta = json.loads((o / "policy.json").read_text())
-    assert meta["trained_on"]["mode"] == "online" and meta["modulator"]["net_arch"] == [32, 32]
+    assert meta["trained_on"]["mode"] == "online" and meta["modulator"]["net_arch"] == [16, 16]
+    assert meta["modulator"]["activation"] == "relu"  # agent.online.activation, over the modulator's tanh
+    assert meta["modulator"]["features"] == ["p_s_top1", "p_t_top1", "margin_s"]  # agent.online.features (RLKD's)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(str(o), size_guidance={"images": 0})

@@ -24,6 +24,7 @@ from typing import Any
 
 from rltemp.config import apply_overrides, build_dataclass, read_yaml
 from rltemp.errors import ConfigError, did_you_mean
+from rltemp.kd.features import check_features
 from rltemp.kd.policy import ACTIVATIONS
 
 ALGOS = ("ppo", "a2c", "sac")
@@ -67,6 +68,14 @@ class OnlineConfig:
     calibration: str = "influence"
     hyperparams: dict[str, Any] = field(default_factory=dict)  # over modulator.hyperparams, for the online run
     net_arch: list[int] = field(default_factory=list)  # the modulator's hidden layers in this run; empty: modulator's
+    activation: str = ""  # the modulator's activation in this run; empty: modulator's
+    credit_rank: int = 0  # env.credit_rank for this run: 0 = exact influence cosines, r > 0 = top-r validation directions
+    features: list[str] = field(default_factory=list)  # the modulator's observation in this run; empty: env.features
+
+    def net(self, modulator: PolicyNetConfig) -> PolicyNetConfig:
+        """The modulator network this run trains: the modulator's, with this section's net_arch / activation."""
+        return dataclasses.replace(modulator, net_arch=self.net_arch or modulator.net_arch,
+                                   activation=self.activation or modulator.activation)
 
 
 @dataclass(frozen=True)
@@ -153,8 +162,11 @@ def validate_agent(cfg: AgentConfig) -> AgentConfig:
                           f"{did_you_mean(cfg.modulator.cadence, MODULATOR_CADENCES)}; valid: {', '.join(MODULATOR_CADENCES)}")
     _check_net(cfg.policy, "agent.policy")
     _check_net(cfg.modulator.policy, "agent.modulator.policy")
-    if cfg.online.net_arch:
-        _check_net(dataclasses.replace(cfg.modulator.policy, net_arch=cfg.online.net_arch), "agent.online")
+    _check_net(cfg.online.net(cfg.modulator.policy), "agent.online")
+    if cfg.online.features:
+        check_features(list(cfg.online.features), "agent.online.features")
+    if cfg.online.credit_rank < 0:
+        raise ConfigError(f"agent.online.credit_rank must be >= 0 (0: exact), got {cfg.online.credit_rank}")
     _check_hyperparams(cfg.algo, cfg.hyperparams, "agent.hyperparams", {"n_steps"} if cfg.algo in ON_POLICY else set())
     _check_hyperparams(cfg.algo, cfg.modulator.hyperparams, "agent.modulator.hyperparams", set())
     _check_hyperparams(cfg.algo, cfg.online.hyperparams, "agent.online.hyperparams", set())

@@ -585,7 +585,9 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
 
     base_dir = resolve_policy(agent.online.schedule).parent
     base = load_policy(base_dir)
-    ocfg = cfg.replace(env=dataclasses.replace(cfg.env, base_policy=str(base_dir), calibration=agent.online.calibration))
+    ocfg = cfg.replace(env=dataclasses.replace(cfg.env, base_policy=str(base_dir), calibration=agent.online.calibration,
+                                               credit_rank=agent.online.credit_rank,
+                                               features=list(agent.online.features or cfg.env.features)))
     env = KDInstanceEpochEnv(ocfg, progress=progress)
     env.fill_teacher_cache()  # before the clock starts, as a distill run builds its Distiller (and cache) first
     run = RunDir.create("distill", cfg.name, out, {**cfg.to_dict(), "agent": agent.to_dict()}, runs_root)
@@ -607,9 +609,8 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
     hyper = {**mod.hyperparams, **agent.online.hyperparams}
     if agent.algo == "ppo" and "batch_size" not in agent.online.hyperparams:
         hyper["batch_size"] = venv.num_envs  # a minibatch is one epoch's decisions
-    # the modulator this run trains (and exports): at epoch cadence, with the online network if given
-    mod = dataclasses.replace(mod, cadence="epoch", policy=dataclasses.replace(
-        mod.policy, net_arch=agent.online.net_arch or mod.policy.net_arch))
+    # the modulator this run trains (and exports): at epoch cadence, with the online network's settings if given
+    mod = dataclasses.replace(mod, cadence="epoch", policy=agent.online.net(mod.policy))
     agent = dataclasses.replace(agent, modulator=mod)
     model = build_model(agent.algo, mod.policy, hyper, venv, cfg.seed,
                         writer, "cuda" if env.device.type == "cuda" else "cpu", (cfg.env.t_min, cfg.env.t_max))
