@@ -143,6 +143,7 @@ DEFAULT_ENV_FEATURES = [
 
 
 DEFAULT_SCHEDULE_FEATURES = ["progress", "last_val_acc"]
+CRITIC_FEATURES = ("reference_val_acc",)  # env.critic_features (schedule env, training only)
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,9 @@ class EnvConfig:
     schedule_features: list[str] = field(default_factory=lambda: list(DEFAULT_SCHEDULE_FEATURES))
     # reward the gain over this SPEC's run of the same student (computed once per student, cached); "": raw gain
     reward_reference: str = "fixed:4"
+    # observed by the critic only (training-time information the deployed policy never needs):
+    # reference_val_acc = the reference run's validation signal after as many epochs (needs reward_reference)
+    critic_features: list[str] = field(default_factory=list)
     # instance envs (rltemp/KDTemperature-v0; rltemp/KDInstanceEpoch-v0 uses the features, calibration,
     # credit scale, base policy and multiplier range, and rewards once per epoch on the full validation split)
     features: list[str] = field(default_factory=lambda: list(DEFAULT_ENV_FEATURES))
@@ -194,6 +198,12 @@ class EnvConfig:
         for i, st in enumerate(self.students):
             if st.lr is not None and not (st.lr > 0 and math.isfinite(st.lr)):
                 raise ConfigError(f"{path}.students[{i}].lr must be a finite number > 0, got {st.lr}")
+        for name in self.critic_features:
+            if name not in CRITIC_FEATURES:
+                raise ConfigError(f"{path}.critic_features: unknown feature {name!r}{did_you_mean(name, list(CRITIC_FEATURES))}; "
+                                  f"valid: {', '.join(CRITIC_FEATURES)}")
+        if self.critic_features and not self.reward_reference:
+            raise ConfigError(f"{path}.critic_features needs {path}.reward_reference (the reference run it reads)")
         if self.credit_rank < 0:
             raise ConfigError(f"{path}.credit_rank must be >= 0 (0: exact), got {self.credit_rank}")
         if self.base_policy and self.pair:

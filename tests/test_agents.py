@@ -360,3 +360,51 @@ def test_init_temperature_starts_the_schedule_there():
     with pytest.raises(Exception, match="outside"):
         agent = load_agent("agents/ppo.yaml", ["agent.policy.init_temperature=20"])
         build_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=2)
+
+
+def test_critic_only_features_reach_the_critic_not_the_actor(tmp_path):
+    """env.critic_features: the schedule env's observation gains the reference run's validation
+    accuracy at the same epoch; the critic reads it, the actor cannot (its actions do not move when
+    the column does), and the exported policy is exactly the actor, on the actor's features."""
+    from conftest import ENV_TINY, SCHEDULE_TINY
+
+    from rltemp.agents.policies import AsymmetricActorCriticPolicy
+    from rltemp.agents.train import train_policy
+    from rltemp.config import load_config
+    from rltemp.envs.schedule_env import KDScheduleEnv
+    from rltemp.kd.policy import load_policy
+
+    cfg = load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.critic_features=[reference_val_acc]"])
+    env = KDScheduleEnv(cfg, reference_dir=tmp_path / "refs")
+    obs, _ = env.reset(options={"student_seed": 1001, "student": 0})
+    assert obs.shape == (3,) and env.observation_space.shape == (3,)
+    curve = env.reference_curve(1001, 0)
+    assert obs[2] == pytest.approx(curve[0])
+    obs, *_ = env.step(np.zeros(1, np.float32))
+    assert obs[2] == pytest.approx(curve[1], abs=1e-6)  # the reference after as many epochs
+    res = train_policy(cfg, load_agent("agents/ppo.yaml", SCHEDULE_TINY), out=tmp_path / "p", progress=False, jobs=1)
+    assert res["episodes"] == 4
+    from stable_baselines3 import PPO
+
+    model = PPO.load(tmp_path / "p" / "schedule.zip", device="cpu")  # SB3's own file (a test may unpickle it)
+    assert isinstance(model.policy, AsymmetricActorCriticPolicy) and model.policy.actor_dims == 2
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 3, generator=g)
+    x2 = x.clone()
+    x2[:, 2] = torch.rand(8, generator=g)
+    a1, _ = model.predict(x.numpy(), deterministic=True)
+    a2, _ = model.predict(x2.numpy(), deterministic=True)
+    assert np.array_equal(a1, a2)  # the actor ignores the critic's column
+    with torch.no_grad():
+        v1, v2 = model.policy.predict_values(x), model.policy.predict_values(x2)
+    assert not torch.allclose(v1, v2)  # the critic reads it
+    policy = load_policy(tmp_path / "p")
+    assert policy.meta["schedule"]["features"] == ["progress", "last_val_acc"]
+    assert policy.meta["schedule"]["critic_features"] == ["reference_val_acc"]
+    assert np.allclose(policy.schedule(x[:, :2]).numpy(), a1, atol=1e-5)  # export = the actor
+    from rltemp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="critic_features: unknown feature 'reference_val'.*did you mean"):
+        load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.critic_features=[reference_val]"])
+    with pytest.raises(ConfigError, match="critic_features needs env.reward_reference"):
+        load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.critic_features=[reference_val_acc]", "env.reward_reference="])

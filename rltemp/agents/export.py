@@ -33,6 +33,11 @@ FINGERPRINT_RUN = {
 
 def _head_state(model: Any, meta_head: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
     state = actor_state_from_sb3(model.policy.state_dict(), meta_head["algo"], len(meta_head["net_arch"]))
+    # an asymmetric actor-critic's observation ends with critic-only columns, which its actor sees as
+    # zeros: dropping their first-layer weights leaves every action unchanged
+    n = len(meta_head["features"])
+    if state["net.0.weight"].shape[1] > n:
+        state["net.0.weight"] = state["net.0.weight"][:, :n]
     return {f"{prefix}.{k}": v.detach().cpu() for k, v in state.items()}
 
 

@@ -101,13 +101,15 @@ class WriterOutput(KVWriter):
 
 def build_model(algo: str, net: PolicyNetConfig, hyperparams: dict[str, Any], venv: VecEnv, seed: int, writer: Any,
                 device: str, t_range: tuple[float, float], n_steps: int | None = None,
-                episode_length: int | None = None):  # noqa: ANN201
+                episode_length: int | None = None, actor_dims: int | None = None):  # noqa: ANN201
     """An SB3 model with an ``MlpPolicy`` of ``net``'s shape on ``venv``, logging into ``writer``.
 
     ``n_steps`` (on-policy algorithms) is set by rltemp so that rollouts hold whole episodes; with
     generalised state-dependent exploration (``use_sde``, Raffin et al. 2022) the exploration
     matrix is drawn once per episode of ``episode_length`` decisions unless ``sde_sample_freq`` says
-    otherwise, so each episode explores one coherent schedule instead of per-epoch jitter."""
+    otherwise, so each episode explores one coherent schedule instead of per-epoch jitter.
+    ``actor_dims`` below the observation's width: the actor reads only the first ``actor_dims``
+    columns, the critic all of them (:class:`~rltemp.agents.policies.AsymmetricActorCriticPolicy`)."""
     cls = algo_class(algo)
     act = ACTIVATIONS[net.activation]
     arch = list(net.net_arch)
@@ -125,7 +127,14 @@ def build_model(algo: str, net: PolicyNetConfig, hyperparams: dict[str, Any], ve
     rollout = hyperparams.get("n_steps", 0) * venv.num_envs
     if algo == "ppo" and rollout and hyperparams.get("batch_size", 64) > rollout:
         hyperparams["batch_size"] = rollout  # a minibatch cannot exceed the rollout (short budgets)
-    model = cls("MlpPolicy", venv, policy_kwargs=kwargs, seed=seed, device=device, verbose=0, **hyperparams)
+    policy: Any = "MlpPolicy"
+    if actor_dims is not None and actor_dims < venv.observation_space.shape[0]:
+        if algo not in ON_POLICY:
+            raise ConfigError(f"env.critic_features need an actor-critic algorithm ({', '.join(ON_POLICY)}), not {algo}")
+        from rltemp.agents.policies import AsymmetricActorCriticPolicy
+
+        policy, kwargs["actor_dims"] = AsymmetricActorCriticPolicy, actor_dims
+    model = cls(policy, venv, policy_kwargs=kwargs, seed=seed, device=device, verbose=0, **hyperparams)
     model.set_logger(Logger(folder=None, output_formats=[WriterOutput(writer)] if writer is not None else []))
     if net.init_temperature is not None:
         init_mean_action(model, algo, net.init_temperature, *t_range)
@@ -307,7 +316,8 @@ def policy_meta(cfg: Config, agent: AgentConfig, modulator: bool, extra: dict[st
         "t_min": env.t_min, "t_max": env.t_max,
         "action_mapping": "T = exp(log t_min + (a+1)/2 (log t_max - log t_min))",
         "schedule": describe_head(agent.algo, env.schedule_features, agent.policy.net_arch, agent.policy.activation,
-                                  decision="epoch", reward=env.reward, reward_reference=env.reward_reference),
+                                  decision="epoch", reward=env.reward, reward_reference=env.reward_reference,
+                                  **({"critic_features": list(env.critic_features)} if env.critic_features else {})),
         "modulator": describe_head(agent.algo, env.features, agent.modulator.policy.net_arch,
                                    agent.modulator.policy.activation, max_multiplier=env.max_multiplier,
                                    decision=f"instance and {'epoch' if agent.modulator.cadence == 'epoch' else 'KD step'}",
@@ -336,7 +346,7 @@ def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, j
     try:
         model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, cfg.seed, writer, "cpu",
                             (cfg.env.t_min, cfg.env.t_max), n_steps=agent.episodes_per_rollout * epochs,
-                            episode_length=epochs)
+                            episode_length=epochs, actor_dims=len(cfg.env.schedule_features))
         done = 0
         history = (ckpt or {}).get("history", {}).get("schedule", [])
         if ckpt is not None:

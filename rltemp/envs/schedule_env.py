@@ -11,7 +11,10 @@ validation gain: credit crosses the episode, which a per-KD-step decision with �
 - Observation ``Box(0, 1, (F,), float32)``: the global features ``env.schedule_features``
   (:data:`~rltemp.kd.features.GLOBAL_FEATURES`; default progress and last validation accuracy)
   at the start of the epoch. The last action is deliberately not observable: it made a
-  bang-bang schedule easy to represent in the probes.
+  bang-bang schedule easy to represent in the probes. With ``env.critic_features`` the
+  observation carries extra columns after them that only the critic reads (training-time
+  information, e.g. the reference run's validation accuracy at the same epoch; see
+  :class:`rltemp.agents.policies.AsymmetricActorCriticPolicy`).
 - Action ``Box(-1, 1, (1,))``: T = exp(log T_min + (a + 1) / 2 · (log T_max − log T_min)).
 - Reward: scale · Δ signal over the epoch on the **full validation split** (the evaluation the
   Distiller makes at every epoch end anyway, so rewards cost nothing extra), signal =
@@ -59,7 +62,9 @@ class KDScheduleEnv(StudentRunsEnv):
             build_strategy(self.ecfg.reward_reference, StrategyContext(self.data.num_classes, self.cfg.distill.epochs))
         self.reference_dir = Path(reference_dir) if reference_dir is not None else cache_dir("references")
         self._references: dict[tuple[int, int], list[float]] = {}
-        self.observation_space = observation_box((len(self.features),))
+        # the actor's features, then the critic-only ones (env.critic_features; the actor never sees them)
+        self.critic_features = list(self.ecfg.critic_features)
+        self.observation_space = observation_box((len(self.features) + len(self.critic_features),))
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
 
     # ------------------------------------------------------------------ helpers
@@ -68,7 +73,11 @@ class KDScheduleEnv(StudentRunsEnv):
         return GlobalState(d.progress, d.last_val_acc, d.loss_ema)
 
     def _observation(self) -> np.ndarray:
-        return global_features(self.features, self._state()).numpy()
+        obs = global_features(self.features, self._state()).numpy()
+        if self.critic_features:  # reference_val_acc: the reference run after as many epochs as this one
+            extra = np.array([self._ref[self.distiller.epoch]], np.float32).clip(0.0, 1.0)
+            obs = np.concatenate([obs, extra])
+        return obs
 
     def reference_curve(self, seed: int, arch: int) -> list[float]:
         """Validation signal before training and after every epoch of the reference SPEC's run of this
