@@ -20,28 +20,26 @@ def test_agent_presets_load_and_validate():
     for name in ("ppo", "a2c", "sac"):
         agent = load_agent(f"agents/{name}.yaml")
         assert agent.algo == name and agent.hyperparams["gamma"] >= 0.999  # credit crosses the episode
-    with pytest.raises(ConfigError, match="learning_rat.*did you mean 'learning_rate'"):
-        load_agent("agents/ppo.yaml", ["agent.hyperparams.learning_rat=0.1"])
-    with pytest.raises(ConfigError, match="batch_size must be like"):
-        load_agent("agents/ppo.yaml", ["agent.hyperparams.batch_size=fast"])
-    with pytest.raises(ConfigError, match="n_steps is set by rltemp"):
-        load_agent("agents/ppo.yaml", ["agent.hyperparams.n_steps=10"])
-    with pytest.raises(ConfigError, match="unknown algorithm 'ppp'"):
-        load_agent("agents/ppo.yaml", ["agent.algo=ppp"])
-    with pytest.raises(ConfigError, match="agent.episodes must be >= 1"):
-        load_agent("agents/ppo.yaml", ["agent.episodes=0"])
-    with pytest.raises(ConfigError, match="cadence 'epochs'.*did you mean 'epoch'.*valid: step, epoch"):
-        load_agent("agents/ppo.yaml", ["agent.modulator.cadence=epochs"])
-    with pytest.raises(ConfigError, match="learning_rate must be a positive number or 'lin_<start>'"):
-        load_agent("agents/ppo.yaml", ["agent.hyperparams.learning_rate=lin_fast"])
-    with pytest.raises(ConfigError, match="agent.online.activation must be one of tanh, relu, got .gelu."):
-        load_agent("agents/ppo.yaml", ["agent.online.activation=gelu"])
-    with pytest.raises(ConfigError, match="agent.online.credit_rank must be >= 0"):
-        load_agent("agents/ppo.yaml", ["agent.online.credit_rank=-1"])
-    online = load_agent("agents/ppo.yaml").online
-    assert online.net(load_agent("agents/ppo.yaml").modulator.policy).activation == "relu"
-    assert load_agent("agents/ppo.yaml", ["agent.online.activation="]).online.net(
-        load_agent("agents/ppo.yaml").modulator.policy).activation == "tanh"  # empty: the modulator's
+    ppo = load_agent("agents/ppo.yaml")
+    assert ppo.online.net(ppo.modulator.policy).activation == "relu"
+    empty = load_agent("agents/ppo.yaml", ["agent.online.activation="]).online
+    assert empty.net(ppo.modulator.policy).activation == "tanh"  # empty: the modulator's
+
+
+@pytest.mark.parametrize("override, message", [
+    ("agent.hyperparams.learning_rat=0.1", "learning_rat.*did you mean 'learning_rate'"),
+    ("agent.hyperparams.batch_size=fast", "batch_size must be like"),
+    ("agent.hyperparams.n_steps=10", "n_steps is set by rltemp"),
+    ("agent.algo=ppp", "unknown algorithm 'ppp'"),
+    ("agent.episodes=0", "agent.episodes must be >= 1"),
+    ("agent.modulator.cadence=epochs", "cadence 'epochs'.*did you mean 'epoch'.*valid: step, epoch"),
+    ("agent.hyperparams.learning_rate=lin_fast", "learning_rate must be a positive number or 'lin_<start>'"),
+    ("agent.online.activation=gelu", "agent.online.activation must be one of tanh, relu, got .gelu."),
+    ("agent.online.credit_rank=-1", "agent.online.credit_rank must be >= 0"),
+])
+def test_bad_agent_settings_name_the_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_agent("agents/ppo.yaml", [override])
 
 
 def test_linear_schedules_decay_to_zero_over_training():
