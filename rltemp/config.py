@@ -143,7 +143,9 @@ DEFAULT_ENV_FEATURES = [
 
 
 DEFAULT_SCHEDULE_FEATURES = ["progress", "last_val_acc"]
-CRITIC_FEATURES = ("reference_val_acc",)  # env.critic_features (schedule env, training only)
+# env.critic_features (schedule env, training only): the reference run's validation accuracy after as many
+# epochs as this one, and after its last epoch (a constant of the student: how far this student gets)
+CRITIC_FEATURES = ("reference_val_acc", "reference_final_val_acc")
 
 
 @dataclass(frozen=True)

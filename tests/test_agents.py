@@ -36,10 +36,13 @@ def test_agent_presets_load_and_validate():
     ("agent.hyperparams.learning_rate=lin_fast", "learning_rate must be a positive number or 'lin_<start>'"),
     ("agent.online.activation=gelu", "agent.online.activation must be one of tanh, relu, got .gelu."),
     ("agent.online.credit_rank=-1", "agent.online.credit_rank must be >= 0"),
+    ("agent.modulator.policy.tanh_mean=true", "tanh_mean: only the schedule head .agent.policy. has this option"),
+    ("agent.modulator.policy.normalize_obs=true", "normalize_obs: only the schedule head"),
+    (["agent.policy.tanh_mean=true", "agent.hyperparams.use_sde=true"], "tanh_mean .* needs ppo or a2c without use_sde"),
 ])
 def test_bad_agent_settings_name_the_field(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_agent("agents/ppo.yaml", [override])
+        load_agent("agents/ppo.yaml", override if isinstance(override, list) else [override])
 
 
 def test_linear_schedules_decay_to_zero_over_training():
@@ -348,8 +351,8 @@ def test_init_temperature_starts_the_schedule_there():
     from rltemp.kd.policy import action_to_temperature
 
     venv = DummyVecEnv([_schedule_env_factory(load_config("envs/mnist1d.yaml", TINY).to_dict(), [], None)])
-    for algo in ("ppo", "sac"):
-        agent = load_agent(f"agents/{algo}.yaml", ["agent.policy.init_temperature=6"])
+    for algo, extra in (("ppo", []), ("sac", []), ("ppo", ["agent.policy.tanh_mean=true"])):
+        agent = load_agent(f"agents/{algo}.yaml", ["agent.policy.init_temperature=6", *extra])
         model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=2)
         obs = np.random.default_rng(0).uniform(0, 1, (64, 2)).astype(np.float32)
         a, _ = model.predict(obs, deterministic=True)
@@ -380,6 +383,13 @@ def test_critic_only_features_reach_the_critic_not_the_actor(tmp_path):
     assert obs[2] == pytest.approx(curve[0])
     obs, *_ = env.step(np.zeros(1, np.float32))
     assert obs[2] == pytest.approx(curve[1], abs=1e-6)  # the reference after as many epochs
+    both = KDScheduleEnv(load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.critic_features=[reference_val_acc, "
+                                                                       "reference_final_val_acc]"]),
+                         reference_dir=tmp_path / "refs")
+    obs, _ = both.reset(options={"student_seed": 1001, "student": 0})
+    assert obs.shape == (4,) and obs[2] == pytest.approx(curve[0]) and obs[3] == pytest.approx(curve[-1])
+    obs, *_ = both.step(np.zeros(1, np.float32))
+    assert obs[3] == pytest.approx(curve[-1])  # a constant of the student: where its reference run ends
     res = train_policy(cfg, load_agent("agents/ppo.yaml", SCHEDULE_TINY), out=tmp_path / "p", progress=False, jobs=1)
     assert res["episodes"] == 4
     from stable_baselines3 import PPO
@@ -406,3 +416,111 @@ def test_critic_only_features_reach_the_critic_not_the_actor(tmp_path):
         load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.critic_features=[reference_val]"])
     with pytest.raises(ConfigError, match="critic_features needs env.reward_reference"):
         load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.critic_features=[reference_val_acc]", "env.reward_reference="])
+
+
+def test_tanh_mean_keeps_the_mean_in_the_box_and_exports_as_trained(tmp_path):
+    """agent.policy.tanh_mean: the Gaussian's mean is tanh of the head, so however far the head is
+    pushed the mean stays inside [-1, 1] and samples still fall on both sides of it; the
+    log-probabilities are a plain Gaussian's around that mean; the exported policy applies the same
+    tanh (its deterministic actions equal SB3's)."""
+    from conftest import SCHEDULE_TINY
+    from stable_baselines3 import PPO
+
+    from rltemp.agents.policies import ScheduleActorCriticPolicy
+    from rltemp.agents.train import train_policy
+    from rltemp.config import load_config
+    from rltemp.kd.policy import load_policy
+
+    with pytest.raises(ConfigError, match=r"tanh_mean .* \(SAC's actions are tanh-squashed already\)"):
+        load_agent("agents/sac.yaml", ["agent.policy.tanh_mean=true"])
+    cfg = load_config("envs/mnist1d.yaml", TINY)
+    res = train_policy(cfg, load_agent("agents/ppo.yaml", [*SCHEDULE_TINY, "agent.policy.tanh_mean=true"]),
+                       out=tmp_path / "p", progress=False, jobs=1)
+    assert res["episodes"] == 4
+    model = PPO.load(tmp_path / "p" / "schedule.zip", device="cpu")  # SB3's own file (a test may unpickle it)
+    assert isinstance(model.policy, ScheduleActorCriticPolicy) and model.policy.tanh_mean
+    assert model.policy.actor_dims is None  # no critic-only columns: one shared extractor
+    policy = load_policy(tmp_path / "p")
+    assert policy.meta["schedule"]["tanh_mean"] is True and policy.schedule.squash
+    x = torch.rand(16, 2, generator=torch.Generator().manual_seed(0))
+    a, _ = model.predict(x.numpy(), deterministic=True)
+    assert np.allclose(policy.schedule(x).numpy(), a, atol=1e-6)  # export = the trained actor
+    with torch.no_grad():
+        model.policy.action_net.bias.fill_(-50.0)  # a head pushed far past the box's edge
+        dist = model.policy.get_distribution(x)
+        mean = dist.distribution.mean
+        assert (mean >= -1).all() and (mean > -1.0001).all() and torch.allclose(mean, torch.tensor(-1.0))
+        samples = dist.sample()
+        assert (samples > -1).any() and (samples < -1).any()  # samples still explore the box's inside
+        expected = torch.distributions.Normal(mean, dist.distribution.stddev).log_prob(samples).sum(-1)
+        assert torch.allclose(dist.log_prob(samples), expected)
+
+
+def test_per_student_advantages_weigh_each_student_alike(tmp_path):
+    """agent.per_student_advantages: each student's advantages are divided by the running RMS of
+    that student's advantages (all rollouts so far), so a student whose gains are 30x larger weighs
+    no more in the update; the state survives in the checkpoint."""
+    from types import SimpleNamespace
+
+    from conftest import SCHEDULE_TINY
+
+    from rltemp.agents.train import PerStudentAdvantages, train_policy
+    from rltemp.config import load_config
+
+    cb = PerStudentAdvantages()
+    adv = np.array([[3.0, 0.1], [-3.0, -0.1], [3.0, 0.1]])  # rows: steps; columns: workers (student 0, student 1)
+    cb.model = SimpleNamespace(rollout_buffer=SimpleNamespace(advantages=adv), logger=None)
+    cb._on_rollout_start()
+    for _ in range(3):
+        cb.locals = {"infos": [{"student_index": 0}, {"student_index": 1}]}
+        cb._on_step()
+    cb._on_rollout_end()
+    assert np.allclose(adv, [[1, 1], [-1, -1], [1, 1]])
+    assert cb.state == {"0": [3.0, 27.0], "1": [3.0, pytest.approx(0.03)]}
+    adv2 = np.array([[0.0, 1.0]])  # the second rollout: student 1 on both workers, running RMS over 4 values
+    cb.model.rollout_buffer.advantages = adv2
+    cb._on_rollout_start()
+    cb.locals = {"infos": [{"student_index": 1}, {"student_index": 1}]}
+    cb._on_step()
+    cb._on_rollout_end()
+    assert np.allclose(adv2, [[0.0, 1.0 / np.sqrt(1.03 / 5)]])
+    with pytest.raises(ConfigError, match="per_student_advantages .* needs ppo or a2c, not sac"):
+        load_agent("agents/sac.yaml", ["agent.per_student_advantages=true"])
+
+    students = "env.students=[{model: mlp, options: {width: 16, depth: 1}}, {model: mlp, options: {width: 16, depth: 1}, lr: 0.0003}]"
+    cfg = load_config("envs/mnist1d.yaml", [*TINY, students])
+    train_policy(cfg, load_agent("agents/ppo.yaml", [*SCHEDULE_TINY, "agent.per_student_advantages=true"]),
+                 out=tmp_path / "p", progress=False, jobs=1)
+    ckpt = torch.load(tmp_path / "p" / "checkpoints" / "last.pt", weights_only=True)
+    history = ckpt["history"]
+    seen = {str(e["student_index"]) for e in history["schedule"]}
+    assert set(history["advantage_rms"]) <= seen and history["advantage_rms"]
+    assert all(c > 0 and q > 0 for c, q in history["advantage_rms"].values())
+
+
+def test_normalized_observations_are_folded_into_the_exported_policy(tmp_path):
+    """agent.policy.normalize_obs: the schedule head trains on observations standardised by SB3's
+    VecNormalize; the exported head reads raw features and acts exactly as the trained actor on the
+    standardised ones (the statistics folded into its first layer), critic-only columns dropped."""
+    from conftest import SCHEDULE_TINY
+    from stable_baselines3 import PPO
+
+    from rltemp.agents.train import train_policy
+    from rltemp.config import load_config
+    from rltemp.kd.policy import load_policy
+
+    cfg = load_config("envs/mnist1d.yaml", [*TINY, "env.critic_features=[reference_val_acc]"])
+    agent = load_agent("agents/ppo.yaml", [*SCHEDULE_TINY, "agent.policy.normalize_obs=true", "agent.policy.tanh_mean=true"])
+    train_policy(cfg, agent, out=tmp_path / "p", progress=False, jobs=1)
+    rms = torch.load(tmp_path / "p" / "checkpoints" / "last.pt", weights_only=True)["history"]["obs_rms"]
+    mean, var = np.array(rms["mean"]), np.array(rms["var"])
+    assert mean.shape == (3,) and rms["count"] > 4 and 0 < mean[0] < 1 and (var > 0).all()
+    assert not np.allclose(var, 1.0)  # statistics were gathered
+    model = PPO.load(tmp_path / "p" / "schedule.zip", device="cpu")  # SB3's own file (a test may unpickle it)
+    policy = load_policy(tmp_path / "p")
+    folded = policy.meta["schedule"]["normalize_obs"]
+    assert policy.schedule.net[0].weight.shape[1] == 2 and len(folded["mean"]) == 3
+    assert np.allclose(folded["mean"], mean, atol=0.1)  # the final statistics: the checkpoint's plus one rollout
+    raw = np.random.default_rng(0).uniform(0, 1, (32, 3)).astype(np.float32)
+    a, _ = model.predict(((raw - folded["mean"]) / np.array(folded["std"])).astype(np.float32), deterministic=True)
+    assert np.allclose(policy.schedule(torch.from_numpy(raw[:, :2])).numpy(), a, atol=1e-5)

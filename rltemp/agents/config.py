@@ -41,6 +41,11 @@ class PolicyNetConfig:
     log_std_init: float = -1.0
     # start the head's mean action here (schedule: this temperature; None: the action 0, i.e. sqrt(t_min * t_max))
     init_temperature: float | None = None
+    # PPO / A2C: bound the Gaussian's mean by tanh, so it cannot leave the action box (rltemp.agents.policies)
+    tanh_mean: bool = False
+    # schedule head: standardise the observation by running mean / std (SB3's VecNormalize) while training;
+    # the export folds the final statistics into the first layer, so the policy file reads raw features
+    normalize_obs: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,9 @@ class AgentConfig:
     episodes: int = 120  # schedule-training student runs, over all workers
     episodes_per_rollout: int = 2  # per worker and rollout (on-policy algorithms): n_steps = this x epochs
     checkpoint_every: int = 1  # rollouts (SAC: episodes) between resumable checkpoints
+    # PPO / A2C on a pool of students (env.students): divide each student's advantages by their running
+    # RMS, so that a kind of student whose gains are larger does not set the schedule's direction alone
+    per_student_advantages: bool = False
     policy: PolicyNetConfig = field(default_factory=PolicyNetConfig)
     hyperparams: dict[str, Any] = field(default_factory=dict)
     modulator: ModulatorConfig = field(default_factory=ModulatorConfig)
@@ -163,6 +171,15 @@ def validate_agent(cfg: AgentConfig) -> AgentConfig:
     _check_net(cfg.policy, "agent.policy")
     _check_net(cfg.modulator.policy, "agent.modulator.policy")
     _check_net(cfg.online.net(cfg.modulator.policy), "agent.online")
+    if cfg.policy.tanh_mean and (cfg.algo not in ON_POLICY or cfg.hyperparams.get("use_sde")):
+        raise ConfigError("agent.policy.tanh_mean bounds a diagonal Gaussian's mean: it needs "
+                          f"{' or '.join(ON_POLICY)} without use_sde (SAC's actions are tanh-squashed already)")
+    if cfg.per_student_advantages and cfg.algo not in ON_POLICY:
+        raise ConfigError(f"agent.per_student_advantages scales an actor-critic's advantages: it needs "
+                          f"{' or '.join(ON_POLICY)}, not {cfg.algo}")
+    for key in ("tanh_mean", "normalize_obs"):
+        if getattr(cfg.modulator.policy, key):
+            raise ConfigError(f"agent.modulator.policy.{key}: only the schedule head (agent.policy) has this option")
     if cfg.online.features:
         check_features(list(cfg.online.features), "agent.online.features")
     if cfg.online.credit_rank < 0:

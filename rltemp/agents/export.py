@@ -31,24 +31,32 @@ FINGERPRINT_RUN = {
 }
 
 
-def _head_state(model: Any, meta_head: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
+def _head_state(model: Any, meta_head: dict[str, Any], prefix: str,
+                obs_norm: tuple[Any, Any] | None = None) -> dict[str, torch.Tensor]:
     state = actor_state_from_sb3(model.policy.state_dict(), meta_head["algo"], len(meta_head["net_arch"]))
     # an asymmetric actor-critic's observation ends with critic-only columns, which its actor sees as
-    # zeros: dropping their first-layer weights leaves every action unchanged
+    # zeros (after any normalisation): dropping their first-layer weights leaves every action unchanged
     n = len(meta_head["features"])
-    if state["net.0.weight"].shape[1] > n:
-        state["net.0.weight"] = state["net.0.weight"][:, :n]
+    state["net.0.weight"] = state["net.0.weight"][:, :n]
+    if obs_norm is not None:  # trained on (x - mean) / std: W ((x - mean) / std) + b = (W / std) x + (b - W mean / std)
+        mean, std = (torch.as_tensor(v, dtype=state["net.0.weight"].dtype)[:n] for v in obs_norm)
+        w = state["net.0.weight"] / std
+        state["net.0.bias"] = state["net.0.bias"] - w @ mean
+        state["net.0.weight"] = w
     return {f"{prefix}.{k}": v.detach().cpu() for k, v in state.items()}
 
 
 def export_policy(schedule_model: Any, modulator_model: Any, meta: dict[str, Any], out_dir: Path,
-                  schedule_state: dict[str, torch.Tensor] | None = None) -> None:
+                  schedule_state: dict[str, torch.Tensor] | None = None,
+                  schedule_obs_norm: tuple[Any, Any] | None = None) -> None:
     """Write ``policy.pt`` + ``policy.json`` (+ SB3 zips) into ``out_dir``. The schedule head comes
-    from ``schedule_model`` or, when it was trained earlier, ``schedule_state`` (ActorNet keys)."""
+    from ``schedule_model`` or, when it was trained earlier, ``schedule_state`` (ActorNet keys);
+    ``schedule_obs_norm``: the (mean, std) per observation column that ``schedule_model`` was
+    trained on, folded into its first layer so that the exported head reads raw features."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if schedule_model is not None:
-        state = _head_state(schedule_model, meta["schedule"], "schedule")
+        state = _head_state(schedule_model, meta["schedule"], "schedule", schedule_obs_norm)
     else:
         state = {f"schedule.{k}": v.detach().cpu() for k, v in (schedule_state or {}).items()}
     if modulator_model is not None:

@@ -42,7 +42,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Figure, HParam, KVWriter, Logger
 from stable_baselines3.common.utils import LinearSchedule
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
 from rltemp.agents.config import (
     ON_POLICY,
@@ -109,7 +109,8 @@ def build_model(algo: str, net: PolicyNetConfig, hyperparams: dict[str, Any], ve
     matrix is drawn once per episode of ``episode_length`` decisions unless ``sde_sample_freq`` says
     otherwise, so each episode explores one coherent schedule instead of per-epoch jitter.
     ``actor_dims`` below the observation's width: the actor reads only the first ``actor_dims``
-    columns, the critic all of them (:class:`~rltemp.agents.policies.AsymmetricActorCriticPolicy`)."""
+    columns, the critic all of them; ``net.tanh_mean``: the Gaussian's mean is bounded by ``tanh``
+    (both: :class:`~rltemp.agents.policies.ScheduleActorCriticPolicy`)."""
     cls = algo_class(algo)
     act = ACTIVATIONS[net.activation]
     arch = list(net.net_arch)
@@ -128,29 +129,33 @@ def build_model(algo: str, net: PolicyNetConfig, hyperparams: dict[str, Any], ve
     if algo == "ppo" and rollout and hyperparams.get("batch_size", 64) > rollout:
         hyperparams["batch_size"] = rollout  # a minibatch cannot exceed the rollout (short budgets)
     policy: Any = "MlpPolicy"
-    if actor_dims is not None and actor_dims < venv.observation_space.shape[0]:
+    asymmetric = actor_dims is not None and actor_dims < venv.observation_space.shape[0]
+    if asymmetric or net.tanh_mean:
         if algo not in ON_POLICY:
-            raise ConfigError(f"env.critic_features need an actor-critic algorithm ({', '.join(ON_POLICY)}), not {algo}")
-        from rltemp.agents.policies import AsymmetricActorCriticPolicy
+            what = "env.critic_features need" if asymmetric else "agent.policy.tanh_mean needs"
+            raise ConfigError(f"{what} an actor-critic algorithm ({', '.join(ON_POLICY)}), not {algo}")
+        from rltemp.agents.policies import ScheduleActorCriticPolicy
 
-        policy, kwargs["actor_dims"] = AsymmetricActorCriticPolicy, actor_dims
+        policy = ScheduleActorCriticPolicy
+        kwargs.update(actor_dims=actor_dims if asymmetric else None, tanh_mean=net.tanh_mean)
     model = cls(policy, venv, policy_kwargs=kwargs, seed=seed, device=device, verbose=0, **hyperparams)
     model.set_logger(Logger(folder=None, output_formats=[WriterOutput(writer)] if writer is not None else []))
     if net.init_temperature is not None:
-        init_mean_action(model, algo, net.init_temperature, *t_range)
+        init_mean_action(model, algo, net.init_temperature, *t_range, tanh=algo == "sac" or net.tanh_mean)
     return model
 
 
-def init_mean_action(model: Any, algo: str, temperature: float, t_min: float, t_max: float) -> None:
+def init_mean_action(model: Any, algo: str, temperature: float, t_min: float, t_max: float, tanh: bool = False) -> None:
     """Shrink the action head's weights and set its bias so that the mean action maps to
-    ``temperature`` everywhere (the exploration noise stays as configured)."""
+    ``temperature`` everywhere (the exploration noise stays as configured); ``tanh``: the head's
+    output passes through tanh (SAC, ``tanh_mean``)."""
     if not t_min <= temperature <= t_max:
         raise RltempError(f"agent.policy.init_temperature={temperature} lies outside [t_min, t_max] = [{t_min}, {t_max}]")
     a = temperature_to_action(temperature, t_min, t_max)
     head = model.policy.actor.mu if algo == "sac" else model.policy.action_net
     with torch.no_grad():
         head.weight.mul_(0.01)
-        head.bias.fill_(float(np.arctanh(np.clip(a, -0.999, 0.999))) if algo == "sac" else a)
+        head.bias.fill_(float(np.arctanh(np.clip(a, -0.999, 0.999))) if tanh else a)
 
 
 # --------------------------------------------------------------------------- environments
@@ -216,7 +221,8 @@ class ScheduleHistory(BaseCallback):
 
         env = self.training_env.get_attr("ecfg", [i])[0]
         t_det = action_to_temperature(torch.as_tensor(det).reshape(-1), env.t_min, env.t_max).tolist()
-        rec = {"episode": len(self.episodes) + 1, "student_seed": info["student_seed"], "return": sum(ep["r"]),
+        rec = {"episode": len(self.episodes) + 1, "student_seed": info["student_seed"],
+               "student_index": info["student_index"], "return": sum(ep["r"]),
                "final_val_acc": info["val_acc"], "temperature": ep["t"], "temperature_deterministic": t_det}
         self.episodes.append(rec)
         if self.writer is not None:
@@ -230,6 +236,41 @@ class ScheduleHistory(BaseCallback):
             for q, name in ((0, "first"), (len(t_det) // 2, "middle"), (len(t_det) - 1, "last")):
                 self.writer.add_scalar(f"train_schedule/T_{name}_epoch_deterministic", t_det[q], n)
                 self.writer.add_scalar(f"train_schedule/T_{name}_epoch_sampled", ep["t"][q], n)
+
+
+class PerStudentAdvantages(BaseCallback):
+    """``agent.per_student_advantages``: after each rollout's advantages are computed (and before the
+    update), divide those of student i (``env.students[i]``) by the running RMS of all of student i's
+    advantages so far. One kind of student whose temperature matters more (larger gains and losses)
+    then weighs as much in the update as any other, instead of setting the direction of the shared
+    schedule alone; the critic's targets (the returns) are untouched. ``state``: {i: [count, sum of
+    squares]}, kept in the checkpoint so a resumed training scales as the uninterrupted one."""
+
+    def __init__(self, state: dict[str, list[float]] | None = None) -> None:
+        super().__init__()
+        self.state = {str(k): [float(c), float(q)] for k, (c, q) in (state or {}).items()}
+        self._kinds: list[list[int]] = []
+
+    def _on_rollout_start(self) -> None:
+        self._kinds = []
+
+    def _on_step(self) -> bool:  # one call per rollout-buffer row, in order
+        self._kinds.append([int(info["student_index"]) for info in self.locals["infos"]])
+        return True
+
+    def _on_rollout_end(self) -> None:
+        adv = self.model.rollout_buffer.advantages
+        kinds = np.asarray(self._kinds)
+        if kinds.shape != adv.shape:
+            raise RuntimeError(f"per-student advantages: {kinds.shape} student labels for advantages of shape {adv.shape}")
+        for k in np.unique(kinds):
+            rows = kinds == k
+            c, q = self.state.get(str(k), [0.0, 0.0])
+            c, q = c + float(rows.sum()), q + float(np.square(adv[rows]).sum())
+            self.state[str(k)] = [c, q]
+            adv[rows] /= max(np.sqrt(q / c), 1e-8)
+            if self.logger is not None:
+                self.logger.record(f"train_schedule/advantage_rms_student_{k}", float(np.sqrt(q / c)))
 
 
 class Checkpoint(BaseCallback):
@@ -316,6 +357,7 @@ def policy_meta(cfg: Config, agent: AgentConfig, modulator: bool, extra: dict[st
         "t_min": env.t_min, "t_max": env.t_max,
         "action_mapping": "T = exp(log t_min + (a+1)/2 (log t_max - log t_min))",
         "schedule": describe_head(agent.algo, env.schedule_features, agent.policy.net_arch, agent.policy.activation,
+                                  **({"tanh_mean": True} if agent.policy.tanh_mean else {}),
                                   decision="epoch", reward=env.reward, reward_reference=env.reward_reference,
                                   **({"critic_features": list(env.critic_features)} if env.critic_features else {})),
         "modulator": describe_head(agent.algo, env.features, agent.modulator.policy.net_arch,
@@ -343,6 +385,13 @@ def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, j
         venv = VecMonitor(ray_venv)
     else:
         venv = schedule_vec_env(cfg, jobs)
+    norm = None
+    if agent.policy.normalize_obs:  # running mean / std of every column; no clipping, so export can fold it exactly
+        norm = venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=float("inf"))
+        saved = (ckpt or {}).get("history", {}).get("obs_rms")
+        if saved:
+            norm.obs_rms.mean, norm.obs_rms.var = np.array(saved["mean"]), np.array(saved["var"])
+            norm.obs_rms.count = float(saved["count"])
     try:
         model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, cfg.seed, writer, "cpu",
                             (cfg.env.t_min, cfg.env.t_max), n_steps=agent.episodes_per_rollout * epochs,
@@ -355,18 +404,31 @@ def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, j
             log.info("resuming the schedule stage after %d episodes", done)
         venv.seed(cfg.seed + 7919 * done)  # fresh students for the episodes still to run
         hist = ScheduleHistory(writer, history)
+        scale = [PerStudentAdvantages((ckpt or {}).get("history", {}).get("advantage_rms"))] \
+            if agent.per_student_advantages else []
+
+        def state() -> dict[str, Any]:
+            out: dict[str, Any] = {"schedule": hist.episodes}
+            if scale:
+                out["advantage_rms"] = scale[0].state
+            if norm is not None:
+                rms = norm.obs_rms
+                out["obs_rms"] = {"mean": rms.mean.tolist(), "var": rms.var.tolist(), "count": float(rms.count)}
+            return out
+
         cb = Checkpoint(run.path / "checkpoints" / "last.pt", "schedule", agent.checkpoint_every, agent.episodes,
-                        done, progress, float((ckpt or {}).get("wall_time_s", 0.0)),
-                        lambda: {"schedule": hist.episodes}, per_episode=venv.num_envs)
+                        done, progress, float((ckpt or {}).get("wall_time_s", 0.0)), state, per_episode=venv.num_envs)
         remaining = agent.episodes - done
         if remaining > 0:
-            model.learn(total_timesteps=remaining * epochs, callback=[hist, cb],
+            model.learn(total_timesteps=remaining * epochs, callback=[hist, *scale, cb],
                         reset_num_timesteps=ckpt is None)
     finally:
         venv.close()
         if shutdown is not None:
             shutdown()
-    return model, {"episodes": hist.episodes, "wall_time_s": cb.wall_time_s(), "timesteps": int(model.num_timesteps)}
+    obs_norm = None if norm is None else (norm.obs_rms.mean, np.sqrt(norm.obs_rms.var + norm.epsilon))
+    return model, {"episodes": hist.episodes, "wall_time_s": cb.wall_time_s(), "timesteps": int(model.num_timesteps),
+                   "obs_norm": obs_norm}
 
 
 def _train_modulator(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, progress: bool,
@@ -454,7 +516,12 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
             model, sched = _train_schedule(cfg, agent, run, writer, jobs, progress, ckpt, backend, address)
             meta = policy_meta(cfg, agent, False, {"episodes": agent.episodes, "wall_time_s": sched["wall_time_s"],
                                                    "command": _command(run)})
-            export_policy(model, None, meta, run.path / "schedule" if stage2 else run.path)
+            if sched["obs_norm"] is not None:  # what was folded (schedule.zip, SB3's file, expects (x - mean) / std)
+                mean, std = sched["obs_norm"]
+                meta["schedule"]["normalize_obs"] = {"mean": mean.tolist(), "std": std.tolist(),
+                                                     "folded": "into policy.pt's first layer"}
+            export_policy(model, None, meta, run.path / "schedule" if stage2 else run.path,
+                          schedule_obs_norm=sched["obs_norm"])
         mod_model, mod, obs_rows = None, None, None
         if stage2:
             prior = {"schedule": sched["episodes"], "schedule_wall_s": sched["wall_time_s"]}

@@ -13,8 +13,8 @@ validation gain: credit crosses the episode, which a per-KD-step decision with �
   at the start of the epoch. The last action is deliberately not observable: it made a
   bang-bang schedule easy to represent in the probes. With ``env.critic_features`` the
   observation carries extra columns after them that only the critic reads (training-time
-  information, e.g. the reference run's validation accuracy at the same epoch; see
-  :class:`rltemp.agents.policies.AsymmetricActorCriticPolicy`).
+  information: the reference run's validation accuracy at the same epoch, or at its end; see
+  :class:`rltemp.agents.policies.ScheduleActorCriticPolicy`).
 - Action ``Box(-1, 1, (1,))``: T = exp(log T_min + (a + 1) / 2 · (log T_max − log T_min)).
 - Reward: scale · Δ signal over the epoch on the **full validation split** (the evaluation the
   Distiller makes at every epoch end anyway, so rewards cost nothing extra), signal =
@@ -26,7 +26,7 @@ validation gain: credit crosses the episode, which a per-KD-step decision with �
   the curve: data, teacher, student, recipe, SPEC and seed — so later trainings reuse them).
 - The episode ends after the epoch budget with ``terminated=True`` and a real final observation
   (progress 1, final validation accuracy). ``info`` carries the temperature, validation accuracy
-  and loss, and the epoch.
+  and loss, the epoch, and the student (seed, architecture, index in ``env.students``).
 """
 
 from __future__ import annotations
@@ -74,8 +74,9 @@ class KDScheduleEnv(StudentRunsEnv):
 
     def _observation(self) -> np.ndarray:
         obs = global_features(self.features, self._state()).numpy()
-        if self.critic_features:  # reference_val_acc: the reference run after as many epochs as this one
-            extra = np.array([self._ref[self.distiller.epoch]], np.float32).clip(0.0, 1.0)
+        if self.critic_features:  # the reference run after as many epochs as this one / after its last
+            ref = {"reference_val_acc": self._ref[self.distiller.epoch], "reference_final_val_acc": self._ref[-1]}
+            extra = np.array([ref[name] for name in self.critic_features], np.float32).clip(0.0, 1.0)
             obs = np.concatenate([obs, extra])
         return obs
 
@@ -150,7 +151,8 @@ class KDScheduleEnv(StudentRunsEnv):
         t_all = combine_temperatures([stats.temperature_stats])  # the Distiller's statistics of this epoch's T
         info = {"temperature": t_sched, "temperature_mean": t_all["mean"], "temperature_std": t_all["std"],
                 "val_acc": stats.val_acc, "val_loss": stats.val_loss, "epoch": epoch, "nan_actions": int(not finite),
-                "student_seed": self.student_seed, "student": self.student_arch}
+                "student_seed": self.student_seed, "student": self.student_arch,
+                "student_index": self.student_index}
         if self.ecfg.end_as_truncation:  # ablation only (see EnvConfig)
             return self._observation(), float(reward), False, d.done, info
         return self._observation(), float(reward), d.done, False, info

@@ -16,7 +16,8 @@ This module is plain torch (no gymnasium, no stable-baselines3), so a policy tra
   mean temperature of every batch, so the two heads do not compete for the same thing.
 
 Both heads are small MLPs (``Linear``/activation layers and a final ``Linear``). PPO/A2C's
-deterministic action is the Gaussian mean clipped to [-1, 1]; SAC's is ``tanh`` of its mean. The
+deterministic action is the Gaussian mean clipped to [-1, 1] (``tanh`` of it when the head was
+trained with a bounded mean, ``"tanh_mean": true``); SAC's is ``tanh`` of its mean. The
 schedule head is trained by RL with episode-level credit, the modulator with per-instance credit
 (:mod:`rltemp.agents.train`).
 
@@ -109,7 +110,8 @@ def actor_state_from_sb3(state: dict[str, torch.Tensor], algo: str, n_hidden: in
 
 
 def head_net(head: dict[str, Any], obs_dim: int) -> ActorNet:
-    return ActorNet(obs_dim, 1, list(head["net_arch"]), head["activation"], squash=head["algo"] == "sac")
+    squash = head["algo"] == "sac" or bool(head.get("tanh_mean"))  # SAC's and a tanh-bounded mean's
+    return ActorNet(obs_dim, 1, list(head["net_arch"]), head["activation"], squash=squash)
 
 
 class TemperaturePolicy(nn.Module):
