@@ -8,6 +8,9 @@ The exported ``policy.pt`` is *not* a valid policy here (export drops the column
 
     python benchmarks/privileged_actor.py envs/default.yaml "env.students=[...]" \
         "env.critic_features=[reference_val_acc]" agent.episodes=240 --out runs/privileged-actor
+
+Diagnostics 2 and 3 in RESULTS add ``agent.policy.tanh_mean=true agent.per_student_advantages=true
+agent.policy.normalize_obs=true`` and read ``[reference_val_acc]`` or ``[reference_final_val_acc]``.
 """
 
 from __future__ import annotations
