@@ -12,7 +12,12 @@ reward as ``rltemp train-policy``; not a policy format rltemp ships — a probe,
 
     python benchmarks/schedule_bandit.py envs/default.yaml \\
         "env.students=[{model: mlp, options: {width: 256, depth: 1}}, {model: mlp, options: {width: 256, depth: 1}, lr: 0.0003}]" \\
-        --episodes 240 --jobs 2
+        --episodes 240 --jobs 2 \\
+        --evaluate benchmarks/suites/student-pool.yaml --against runs/bench-pool3/results.json
+
+``--evaluate`` then runs the deterministic policy on a suite's pairs and seeds (held out) and
+pairs it with a finished bench's grid and ``anneal:6,1,linear`` cells — the results.json of
+``rltemp bench benchmarks/suites/student-pool.yaml --jobs 2 --out runs/bench-pool3`` (RESULTS has the numbers).
 """
 
 from __future__ import annotations
@@ -69,6 +74,9 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=240)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--evaluate", metavar="SUITE", help="afterwards, run the deterministic policy on this bench "
+                    "suite's pairs and seeds and compare it, paired by seed, with --against's cells")
+    ap.add_argument("--against", metavar="RESULTS_JSON", help="a finished bench's results.json (same suite)")
     a = ap.parse_intermixed_args()
     import torch
     from stable_baselines3 import PPO
@@ -121,6 +129,44 @@ def main() -> None:
             print(f"student {k}: first-epoch val acc {acc:.3f} -> T {t[0]:.2f} -> {t[1]:.2f}; "
                   f"mean return of its last {len(rows)} episodes {np.mean([r['return'] for r in rows]):+.2f}")
     venv.close()
+    if a.evaluate:
+        evaluate_on_suite(model, venv, a.evaluate, a.against)
+
+
+def evaluate_on_suite(model: Any, venv: Any, suite_path: str, against: str | None) -> None:
+    """Held-out check: the deterministic policy on every pair and seed of a bench suite (the same
+    Distiller and seed as ``rltemp distill``; last-epoch test accuracy), paired with the bench's
+    grid and ``anneal:6,1,linear`` cells for the same seeds."""
+    import json
+
+    import torch
+
+    from rltemp.config import load_config
+    from rltemp.experiments.bench import load_suite
+    from rltemp.experiments.stats import paired_ci
+    from rltemp.kd.trainer import evaluate
+
+    suite = load_suite(suite_path)
+    rows = json.loads(open(against).read()) if against else []  # noqa: SIM115, PTH123
+    print(f"held-out: the deterministic policy on {suite_path} (seeds {list(suite.seeds)})")
+    for pair in suite.pairs:
+        cfg = load_config(pair.config, [*pair.overrides, "env.reward_reference=", "env.students=[]"])
+        env = ScheduleBandit(cfg.to_dict(), [])
+        accs = []
+        for seed in suite.seeds:
+            obs, _ = env.reset(options={"student_seed": int(seed), "student": 0})
+            act, _ = model.predict(venv.normalize_obs(obs[None]), deterministic=True)
+            _, _, _, _, info = env.step(act[0])
+            d = env.env.distiller
+            accs.append(evaluate(d.student, d.data.test, d.data)[0] * 100)
+        torch.set_num_threads(1)
+        line = f"{pair.name}: {np.mean(accs):.2f} ± {np.std(accs, ddof=1):.2f} (T {info['t_start']:.2f} -> {info['t_end']:.2f} on the last seed)"
+        for ref in ("grid", "anneal:6,1,linear"):
+            by_seed = {r["seed"]: r["test_acc"] * 100 for r in rows if r["pair"] == pair.name and r["method"] == ref}
+            if all(sd in by_seed for sd in suite.seeds):
+                m, h = paired_ci(accs, [by_seed[sd] for sd in suite.seeds])
+                line += f"; vs {ref} {m:+.2f} ± {h:.2f}{' *' if abs(m) > h else ''}"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
