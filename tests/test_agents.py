@@ -501,7 +501,8 @@ def test_per_student_advantages_weigh_each_student_alike(tmp_path):
 def test_normalized_observations_are_folded_into_the_exported_policy(tmp_path):
     """agent.policy.normalize_obs: the schedule head trains on observations standardised by SB3's
     VecNormalize; the exported head reads raw features and acts exactly as the trained actor on the
-    standardised ones (the statistics folded into its first layer), critic-only columns dropped."""
+    standardised ones (the statistics folded into its first layer), critic-only columns dropped; a
+    resumed training continues the checkpoint's statistics."""
     from conftest import SCHEDULE_TINY
     from stable_baselines3 import PPO
 
@@ -524,3 +525,12 @@ def test_normalized_observations_are_folded_into_the_exported_policy(tmp_path):
     raw = np.random.default_rng(0).uniform(0, 1, (32, 3)).astype(np.float32)
     a, _ = model.predict(((raw - folded["mean"]) / np.array(folded["std"])).astype(np.float32), deterministic=True)
     assert np.allclose(policy.schedule(torch.from_numpy(raw[:, :2])).numpy(), a, atol=1e-5)
+    # --resume from the checkpoint (after 3 of the 4 episodes) continues the checkpoint's statistics: a
+    # reset and one 2-epoch episode add 3 observations to them (fresh statistics would hold only those 3)
+    from rltemp.agents.train import resume_policy
+
+    assert folded["observations"] == pytest.approx(1 + 4 * 2, abs=1e-3)  # a reset, then 4 episodes of 2 steps
+    (tmp_path / "p" / "results.json").unlink()
+    resume_policy(tmp_path / "p", progress=False, jobs=1)
+    resumed = load_policy(tmp_path / "p").meta["schedule"]["normalize_obs"]
+    assert resumed["observations"] == pytest.approx(rms["count"] + 3) and rms["count"] > 3

@@ -428,7 +428,7 @@ def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, j
             shutdown()
     obs_norm = None if norm is None else (norm.obs_rms.mean, np.sqrt(norm.obs_rms.var + norm.epsilon))
     return model, {"episodes": hist.episodes, "wall_time_s": cb.wall_time_s(), "timesteps": int(model.num_timesteps),
-                   "obs_norm": obs_norm}
+                   "obs_norm": obs_norm, "obs_count": None if norm is None else float(norm.obs_rms.count)}
 
 
 def _train_modulator(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, progress: bool,
@@ -519,6 +519,7 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
             if sched["obs_norm"] is not None:  # what was folded (schedule.zip, SB3's file, expects (x - mean) / std)
                 mean, std = sched["obs_norm"]
                 meta["schedule"]["normalize_obs"] = {"mean": mean.tolist(), "std": std.tolist(),
+                                                     "observations": sched["obs_count"],
                                                      "folded": "into policy.pt's first layer"}
             export_policy(model, None, meta, run.path / "schedule" if stage2 else run.path,
                           schedule_obs_norm=sched["obs_norm"])
