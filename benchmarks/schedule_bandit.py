@@ -34,14 +34,10 @@ class ScheduleBandit(gym.Env):
     """One decision per student run on top of ``rltemp/KDSchedule-v0`` (see the module doc)."""
 
     def __init__(self, raw: dict[str, Any], seeds: list[int], t0: float = 4.0) -> None:
-        import torch
-
-        from rltemp.config import config_from_dict
-        from rltemp.envs.schedule_env import KDScheduleEnv
+        from rltemp.agents.train import _schedule_env_factory
         from rltemp.kd.policy import temperature_to_action
 
-        torch.set_num_threads(1)
-        self.env = KDScheduleEnv(config_from_dict({**raw, "env": {**raw["env"], "seeds": seeds}}))
+        self.env = _schedule_env_factory(raw, seeds, worker=True)()  # as a train-policy worker: one thread
         e = self.env.ecfg
         self.a0 = temperature_to_action(t0, e.t_min, e.t_max)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (1,), np.float32)
@@ -138,8 +134,7 @@ def evaluate_on_suite(model: Any, venv: Any, suite_path: str, against: str | Non
     Distiller and seed as ``rltemp distill``; last-epoch test accuracy), paired with the bench's
     grid and ``anneal:6,1,linear`` cells for the same seeds."""
     import json
-
-    import torch
+    from pathlib import Path
 
     from rltemp.config import load_config
     from rltemp.experiments.bench import load_suite
@@ -147,7 +142,7 @@ def evaluate_on_suite(model: Any, venv: Any, suite_path: str, against: str | Non
     from rltemp.kd.trainer import evaluate
 
     suite = load_suite(suite_path)
-    rows = json.loads(open(against).read()) if against else []  # noqa: SIM115, PTH123
+    rows = json.loads(Path(against).read_text()) if against else []
     print(f"held-out: the deterministic policy on {suite_path} (seeds {list(suite.seeds)})")
     for pair in suite.pairs:
         cfg = load_config(pair.config, [*pair.overrides, "env.reward_reference=", "env.students=[]"])
@@ -159,7 +154,6 @@ def evaluate_on_suite(model: Any, venv: Any, suite_path: str, against: str | Non
             _, _, _, _, info = env.step(act[0])
             d = env.env.distiller
             accs.append(evaluate(d.student, d.data.test, d.data)[0] * 100)
-        torch.set_num_threads(1)
         line = f"{pair.name}: {np.mean(accs):.2f} ± {np.std(accs, ddof=1):.2f} (T {info['t_start']:.2f} -> {info['t_end']:.2f} on the last seed)"
         for ref in ("grid", "anneal:6,1,linear"):
             by_seed = {r["seed"]: r["test_acc"] * 100 for r in rows if r["pair"] == pair.name and r["method"] == ref}

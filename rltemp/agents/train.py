@@ -268,9 +268,10 @@ class PerStudentAdvantages(BaseCallback):
             c, q = self.state.get(str(k), [0.0, 0.0])
             c, q = c + float(rows.sum()), q + float(np.square(adv[rows]).sum())
             self.state[str(k)] = [c, q]
-            adv[rows] /= max(np.sqrt(q / c), 1e-8)
+            rms = float(np.sqrt(q / c))
+            adv[rows] /= max(rms, 1e-8)
             if self.logger is not None:
-                self.logger.record(f"train_schedule/advantage_rms_student_{k}", float(np.sqrt(q / c)))
+                self.logger.record(f"train_schedule/advantage_rms_student_{k}", rms)
 
 
 class Checkpoint(BaseCallback):
@@ -426,9 +427,12 @@ def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, j
         venv.close()
         if shutdown is not None:
             shutdown()
-    obs_norm = None if norm is None else (norm.obs_rms.mean, np.sqrt(norm.obs_rms.var + norm.epsilon))
+    # the statistics the head was trained on, as policy.json lists them (schedule.zip, SB3's file, expects (x - mean) / std)
+    obs_norm = None if norm is None else {"mean": norm.obs_rms.mean.tolist(),
+                                          "std": np.sqrt(norm.obs_rms.var + norm.epsilon).tolist(),
+                                          "observations": float(norm.obs_rms.count), "folded": "into policy.pt's first layer"}
     return model, {"episodes": hist.episodes, "wall_time_s": cb.wall_time_s(), "timesteps": int(model.num_timesteps),
-                   "obs_norm": obs_norm, "obs_count": None if norm is None else float(norm.obs_rms.count)}
+                   "obs_norm": obs_norm}
 
 
 def _train_modulator(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, progress: bool,
@@ -516,13 +520,11 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
             model, sched = _train_schedule(cfg, agent, run, writer, jobs, progress, ckpt, backend, address)
             meta = policy_meta(cfg, agent, False, {"episodes": agent.episodes, "wall_time_s": sched["wall_time_s"],
                                                    "command": _command(run)})
-            if sched["obs_norm"] is not None:  # what was folded (schedule.zip, SB3's file, expects (x - mean) / std)
-                mean, std = sched["obs_norm"]
-                meta["schedule"]["normalize_obs"] = {"mean": mean.tolist(), "std": std.tolist(),
-                                                     "observations": sched["obs_count"],
-                                                     "folded": "into policy.pt's first layer"}
+            norm = sched["obs_norm"]
+            if norm is not None:
+                meta["schedule"]["normalize_obs"] = norm
             export_policy(model, None, meta, run.path / "schedule" if stage2 else run.path,
-                          schedule_obs_norm=sched["obs_norm"])
+                          schedule_obs_norm=None if norm is None else (norm["mean"], norm["std"]))
         mod_model, mod, obs_rows = None, None, None
         if stage2:
             prior = {"schedule": sched["episodes"], "schedule_wall_s": sched["wall_time_s"]}
