@@ -166,6 +166,9 @@ class EnvConfig:
     end_as_truncation: bool = False
     # schedule env (rltemp/KDSchedule-v0)
     schedule_features: list[str] = field(default_factory=lambda: list(DEFAULT_SCHEDULE_FEATURES))
+    # run-level schedule env (rltemp/KDRunSchedule-v0, agent.decision: run): what its one schedule decision
+    # reads, global features of the state after the first epoch (its validation accuracy: how fast this student learns)
+    run_features: list[str] = field(default_factory=lambda: ["last_val_acc"])
     # reward the gain over this SPEC's run of the same student (computed once per student, cached); "": raw gain
     reward_reference: str = "fixed:4"
     # observed by the critic only (training-time information the deployed policy never needs):

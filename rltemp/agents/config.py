@@ -30,6 +30,7 @@ from rltemp.kd.policy import ACTIVATIONS
 ALGOS = ("ppo", "a2c", "sac")
 ON_POLICY = ("ppo", "a2c")
 MODULATOR_CADENCES = ("step", "epoch")
+DECISIONS = ("epoch", "run")  # the schedule head's cadence (rltemp.kd.policy)
 # Arguments that rltemp sets itself (env, policy, logging, seeding, device; rollout length for the schedule).
 RESERVED = {"env", "policy", "policy_kwargs", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model"}
 
@@ -86,6 +87,9 @@ class OnlineConfig:
 @dataclass(frozen=True)
 class AgentConfig:
     algo: str = "ppo"
+    # the schedule head decides once per epoch (rltemp/KDSchedule-v0) or once per student run: the first
+    # epoch's T, then a whole schedule from the state after it (rltemp/KDRunSchedule-v0; rltemp.kd.policy)
+    decision: str = "epoch"
     episodes: int = 120  # schedule-training student runs, over all workers
     episodes_per_rollout: int = 2  # per worker and rollout (on-policy algorithms): n_steps = this x epochs
     checkpoint_every: int = 1  # rollouts (SAC: episodes) between resumable checkpoints
@@ -168,6 +172,12 @@ def validate_agent(cfg: AgentConfig) -> AgentConfig:
     if cfg.modulator.cadence not in MODULATOR_CADENCES:
         raise ConfigError(f"agent.modulator.cadence: unknown cadence {cfg.modulator.cadence!r}"
                           f"{did_you_mean(cfg.modulator.cadence, MODULATOR_CADENCES)}; valid: {', '.join(MODULATOR_CADENCES)}")
+    if cfg.decision not in DECISIONS:
+        raise ConfigError(f"agent.decision: unknown decision {cfg.decision!r}{did_you_mean(cfg.decision, DECISIONS)}; "
+                          f"valid: {', '.join(DECISIONS)}")
+    if cfg.decision == "run" and (cfg.modulator.episodes > 0 or cfg.modulator.schedule_from):
+        raise ConfigError("agent.decision: run trains a schedule head only; a modulator needs an epoch-level "
+                          "schedule (agent.decision: epoch) or agent.modulator.episodes: 0")
     _check_net(cfg.policy, "agent.policy")
     _check_net(cfg.modulator.policy, "agent.modulator.policy")
     _check_net(cfg.online.net(cfg.modulator.policy), "agent.online")

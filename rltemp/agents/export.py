@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rltemp.kd.policy import FORMAT, actor_state_from_sb3, load_policy
+from rltemp.kd.policy import FORMAT, actor_state_from_sb3, head_inputs, load_policy
 from rltemp.paths import atomic_write_bytes
 
 # A tiny, seconds-long run on which a policy's decisions are recorded when it is exported; a test
@@ -36,7 +36,7 @@ def _head_state(model: Any, meta_head: dict[str, Any], prefix: str,
     state = actor_state_from_sb3(model.policy.state_dict(), meta_head["algo"], len(meta_head["net_arch"]))
     # an asymmetric actor-critic's observation ends with critic-only columns, which its actor sees as
     # zeros (after any normalisation): dropping their first-layer weights leaves every action unchanged
-    n = len(meta_head["features"])
+    n = head_inputs(meta_head)
     state["net.0.weight"] = state["net.0.weight"][:, :n]
     if obs_norm is not None:  # trained on (x - mean) / std: W ((x - mean) / std) + b = (W / std) x + (b - W mean / std)
         mean, std = (torch.as_tensor(v, dtype=state["net.0.weight"].dtype)[:n] for v in obs_norm)

@@ -76,11 +76,12 @@ def install_teachers(teachers: dict[str, bytes]) -> None:
 class ScheduleEnvActor:
     """Holds one :class:`~rltemp.envs.schedule_env.KDScheduleEnv` (wrapped by ``ray.remote``)."""
 
-    def __init__(self, cfg_dict: dict[str, Any], seeds: list[int], teachers: dict[str, bytes]) -> None:
+    def __init__(self, cfg_dict: dict[str, Any], seeds: list[int], teachers: dict[str, bytes],
+                 decision: str = "epoch") -> None:
         from rltemp.agents.train import _schedule_env_factory
 
         install_teachers(teachers)
-        self.env = _schedule_env_factory(cfg_dict, seeds, worker=True)()
+        self.env = _schedule_env_factory(cfg_dict, seeds, worker=True, decision=decision)()
 
     def spaces(self) -> tuple[Any, Any]:
         return self.env.observation_space, self.env.action_space
@@ -152,7 +153,7 @@ class RayVecEnv(VecEnv):
         return [None] * self.num_envs
 
 
-def ray_schedule_vec_env(cfg: Any, workers: int, address: str | None) -> tuple[RayVecEnv, Any]:
+def ray_schedule_vec_env(cfg: Any, workers: int, address: str | None, decision: str = "epoch") -> tuple[RayVecEnv, Any]:
     """``workers`` actors with one schedule env each (seeds split by ``seed_slices``, as for worker processes);
     returns the VecEnv and a function that shuts Ray down if rltemp started it."""
     from rltemp.agents.train import seed_slices
@@ -162,5 +163,5 @@ def ray_schedule_vec_env(cfg: Any, workers: int, address: str | None) -> tuple[R
     teachers = ray.put(teacher_files([cfg]))
     remote = ray.remote(num_cpus=1)(ScheduleEnvActor)
     raw = cfg.to_dict()
-    actors = [remote.remote(raw, seeds, teachers) for seeds in slices]
+    actors = [remote.remote(raw, seeds, teachers, decision) for seeds in slices]
     return RayVecEnv(actors), (ray.shutdown if started else (lambda: None))

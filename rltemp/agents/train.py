@@ -12,7 +12,8 @@
 - ``results.json`` (last) and the TensorBoard event file (reference curves of ``env.reward_reference``
   are cached once for all trainings in ``$RLTEMP_CACHE/references``).
 
-Stage 1 (schedule): PPO/A2C/SAC on ``rltemp/KDSchedule-v0``, one student per worker process
+Stage 1 (schedule): PPO/A2C/SAC on ``rltemp/KDSchedule-v0`` (or, with ``agent.decision: run``,
+``rltemp/KDRunSchedule-v0``: two decisions per run), one student per worker process
 (``jobs``; SB3's ``SubprocVecEnv``), each rollout ``episodes_per_rollout`` whole episodes per
 worker, so rollouts end on episode boundaries and γ = 1 telescopes each episode's rewards.
 Stage 2 (modulator, optional): the same algorithm on ``rltemp/KDTemperature-v0`` (the B instances of
@@ -161,11 +162,16 @@ def init_mean_action(model: Any, algo: str, temperature: float, t_min: float, t_
 # --------------------------------------------------------------------------- environments
 
 
-def _schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int], worker: bool = False) -> Callable[[], Any]:
+def _schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int], worker: bool = False,
+                          decision: str = "epoch") -> Callable[[], Any]:
     def make() -> KDScheduleEnv:
         if worker:  # a worker process: one core per student (in-process envs run under train_policy's setting)
             torch.set_num_threads(1)
         raw = {**cfg_dict, "env": {**cfg_dict["env"], "seeds": seeds}}
+        if decision == "run":
+            from rltemp.envs.run_env import KDRunScheduleEnv
+
+            return KDRunScheduleEnv(config_from_dict(raw))
         return KDScheduleEnv(config_from_dict(raw))
 
     return make
@@ -180,11 +186,11 @@ def seed_slices(cfg: Config, workers: int) -> list[list[int]]:
     return [pool[i::workers] if pool else [] for i in range(workers)]
 
 
-def schedule_vec_env(cfg: Config, jobs: int) -> VecEnv:
+def schedule_vec_env(cfg: Config, jobs: int, decision: str = "epoch") -> VecEnv:
     """``jobs`` schedule envs (one student each, seeds split by :func:`seed_slices`), in worker
-    processes when ``jobs`` > 1."""
+    processes when ``jobs`` > 1; ``decision``: per epoch or per run (``agent.decision``)."""
     raw = cfg.to_dict()
-    fns = [_schedule_env_factory(raw, seeds, worker=jobs > 1) for seeds in seed_slices(cfg, jobs)]
+    fns = [_schedule_env_factory(raw, seeds, worker=jobs > 1, decision=decision) for seeds in seed_slices(cfg, jobs)]
     venv = SubprocVecEnv(fns, start_method="spawn") if jobs > 1 else DummyVecEnv(fns)
     return VecMonitor(venv)
 
@@ -207,7 +213,7 @@ class ScheduleHistory(BaseCallback):
         acted_on = self.model._last_obs  # noqa: SLF001 - SB3 updates it after the callbacks of a step
         for i, info in enumerate(self.locals["infos"]):
             ep = self._open.setdefault(i, {"obs": [], "t": [], "r": []})
-            ep["t"].append(float(info["temperature"]))
+            ep["t"].extend(float(t) for t in info.get("temperatures", [info["temperature"]]))
             ep["r"].append(float(self.locals["rewards"][i]))
             ep["obs"].append(np.asarray(acted_on[i], np.float32))
             if self.locals["dones"][i]:
@@ -220,10 +226,17 @@ class ScheduleHistory(BaseCallback):
         from rltemp.kd.policy import action_to_temperature
 
         env = self.training_env.get_attr("ecfg", [i])[0]
-        t_det = action_to_temperature(torch.as_tensor(det).reshape(-1), env.t_min, env.t_max).tolist()
+        if np.shape(det)[-1] == 2:  # a run-level decision (rltemp/KDRunSchedule-v0)
+            from rltemp.envs.run_env import run_schedule
+
+            t_det = run_schedule(det, len(ep["t"]), env.t_min, env.t_max)
+        else:
+            t_det = action_to_temperature(torch.as_tensor(det).reshape(-1), env.t_min, env.t_max).tolist()
         rec = {"episode": len(self.episodes) + 1, "student_seed": info["student_seed"],
                "student_index": info["student_index"], "return": sum(ep["r"]),
                "final_val_acc": info["val_acc"], "temperature": ep["t"], "temperature_deterministic": t_det}
+        if "decision_features" in info:  # what the run-level decision read after the first epoch
+            rec["decision_features"] = info["decision_features"]
         self.episodes.append(rec)
         if self.writer is not None:
             n = rec["episode"]
@@ -236,6 +249,13 @@ class ScheduleHistory(BaseCallback):
             for q, name in ((0, "first"), (len(t_det) // 2, "middle"), (len(t_det) - 1, "last")):
                 self.writer.add_scalar(f"train_schedule/T_{name}_epoch_deterministic", t_det[q], n)
                 self.writer.add_scalar(f"train_schedule/T_{name}_epoch_sampled", ep["t"][q], n)
+            if "decision_features" in rec:  # a run-level decision: what it read and chose, per kind of student
+                k = rec["student_index"]
+                for name, value in rec["decision_features"].items():
+                    self.writer.add_scalar(f"train_schedule/student_{k}/{name}", value, n)
+                self.writer.add_scalar(f"train_schedule/student_{k}/T_second_epoch_deterministic", t_det[1], n)
+                self.writer.add_scalar(f"train_schedule/student_{k}/T_last_epoch_deterministic", t_det[-1], n)
+                self.writer.add_scalar(f"train_schedule/student_{k}/episode_return", rec["return"], n)
 
 
 class PerStudentAdvantages(BaseCallback):
@@ -357,9 +377,10 @@ def policy_meta(cfg: Config, agent: AgentConfig, modulator: bool, extra: dict[st
     return {
         "t_min": env.t_min, "t_max": env.t_max,
         "action_mapping": "T = exp(log t_min + (a+1)/2 (log t_max - log t_min))",
-        "schedule": describe_head(agent.algo, env.schedule_features, agent.policy.net_arch, agent.policy.activation,
+        "schedule": describe_head(agent.algo, env.run_features if agent.decision == "run" else env.schedule_features,
+                                  agent.policy.net_arch, agent.policy.activation,
                                   **({"tanh_mean": True} if agent.policy.tanh_mean else {}),
-                                  decision="epoch", reward=env.reward, reward_reference=env.reward_reference,
+                                  decision=agent.decision, reward=env.reward, reward_reference=env.reward_reference,
                                   **({"critic_features": list(env.critic_features)} if env.critic_features else {})),
         "modulator": describe_head(agent.algo, env.features, agent.modulator.policy.net_arch,
                                    agent.modulator.policy.activation, max_multiplier=env.max_multiplier,
@@ -382,10 +403,11 @@ def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, j
     if backend == "ray":
         from rltemp.agents.ray_backend import ray_schedule_vec_env
 
-        ray_venv, shutdown = ray_schedule_vec_env(cfg, jobs, address)
+        ray_venv, shutdown = ray_schedule_vec_env(cfg, jobs, address, agent.decision)
         venv = VecMonitor(ray_venv)
     else:
-        venv = schedule_vec_env(cfg, jobs)
+        venv = schedule_vec_env(cfg, jobs, agent.decision)
+    steps = 2 if agent.decision == "run" else epochs  # decisions per episode
     norm = None
     if agent.policy.normalize_obs:  # running mean / std of every column; no clipping, so export can fold it exactly
         norm = venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=float("inf"))
@@ -395,8 +417,8 @@ def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, j
             norm.obs_rms.count = float(saved["count"])
     try:
         model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, cfg.seed, writer, "cpu",
-                            (cfg.env.t_min, cfg.env.t_max), n_steps=agent.episodes_per_rollout * epochs,
-                            episode_length=epochs, actor_dims=len(cfg.env.schedule_features))
+                            (cfg.env.t_min, cfg.env.t_max), n_steps=agent.episodes_per_rollout * steps,
+                            episode_length=steps, actor_dims=venv.observation_space.shape[0] - len(cfg.env.critic_features))
         done = 0
         history = (ckpt or {}).get("history", {}).get("schedule", [])
         if ckpt is not None:
@@ -421,7 +443,7 @@ def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, j
                         done, progress, float((ckpt or {}).get("wall_time_s", 0.0)), state, per_episode=venv.num_envs)
         remaining = agent.episodes - done
         if remaining > 0:
-            model.learn(total_timesteps=remaining * epochs, callback=[hist, *scale, cb],
+            model.learn(total_timesteps=remaining * steps, callback=[hist, *scale, cb],
                         reset_num_timesteps=ckpt is None)
     finally:
         venv.close()
@@ -484,6 +506,8 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
 
     if cfg.env.pair:
         raise ConfigError("env.pair is not supported by train-policy: a policy sets one temperature per instance")
+    if agent.decision == "run" and cfg.env.critic_features:
+        raise ConfigError("env.critic_features: the run-level schedule env (agent.decision: run) has no critic-only columns")
     data, device, _ = prepare(cfg.with_temperature("ce"))
     get_teacher(cfg, data, device, progress)  # once, before worker processes read the cache
     ckpt = None
@@ -659,12 +683,12 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
 
     from rltemp.envs.instance_epoch_env import KDInstanceEpochEnv
     from rltemp.kd.pipeline import temperature_summary
-    from rltemp.kd.policy import load_policy, resolve_policy
+    from rltemp.kd.policy import load_schedule_base, resolve_policy
     from rltemp.kd.trainer import evaluate
     from rltemp.models import save_checkpoint
 
     base_dir = resolve_policy(agent.online.schedule).parent
-    base = load_policy(base_dir)
+    base = load_schedule_base(base_dir, "agent.online.schedule")
     ocfg = cfg.replace(env=dataclasses.replace(cfg.env, base_policy=str(base_dir), calibration=agent.online.calibration,
                                                credit_rank=agent.online.credit_rank,
                                                features=list(agent.online.features or cfg.env.features)))

@@ -1,4 +1,5 @@
-"""Gymnasium layer: ``rltemp/KDSchedule-v0`` (one decision per epoch), ``rltemp/KDInstanceEpoch-v0``
+"""Gymnasium layer: ``rltemp/KDSchedule-v0`` (one decision per epoch), ``rltemp/KDRunSchedule-v0``
+(one schedule decision per student run), ``rltemp/KDInstanceEpoch-v0``
 (one decision per training instance and epoch: online mode), ``rltemp/KDTemperature-v0`` (one
 decision per instance and KD step), rewards, per-instance credit. Does not import stable-baselines3.
 
@@ -6,8 +7,8 @@ Importing this package registers the environments with Gymnasium (``import rltem
 ``gymnasium.make("rltemp.envs:rltemp/KDSchedule-v0")``, which imports it for you).
 """
 
-from rltemp.envs.registration import ENV_ID, INSTANCE_EPOCH_ENV_ID, SCHEDULE_ENV_ID, register_envs
+from rltemp.envs.registration import ENV_ID, INSTANCE_EPOCH_ENV_ID, RUN_SCHEDULE_ENV_ID, SCHEDULE_ENV_ID, register_envs
 
 register_envs()
 
-__all__ = ["ENV_ID", "INSTANCE_EPOCH_ENV_ID", "SCHEDULE_ENV_ID", "register_envs"]
+__all__ = ["ENV_ID", "INSTANCE_EPOCH_ENV_ID", "RUN_SCHEDULE_ENV_ID", "SCHEDULE_ENV_ID", "register_envs"]

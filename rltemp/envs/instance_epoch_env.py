@@ -58,7 +58,7 @@ from rltemp.envs.rewards import (
 )
 from rltemp.errors import ConfigError
 from rltemp.kd.features import FeatureInput, GlobalState, check_features, compute_features
-from rltemp.kd.policy import load_policy
+from rltemp.kd.policy import load_schedule_base
 from rltemp.kd.trainer import evaluate, predict_logits
 
 
@@ -70,7 +70,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
             raise ConfigError("env.pair is not supported by rltemp/KDInstanceEpoch-v0 (one temperature per instance)")
         self.features = check_features(list(self.ecfg.features))
         CALIBRATIONS.get(self.ecfg.calibration)
-        self.base = load_policy(self.ecfg.base_policy) if self.ecfg.base_policy else None
+        self.base = load_schedule_base(self.ecfg.base_policy) if self.ecfg.base_policy else None
         self.n = len(self.data.train)
         self.observation_space = observation_box((self.n, len(self.features)))
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n,), np.float32)

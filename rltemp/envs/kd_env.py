@@ -50,7 +50,7 @@ from rltemp.envs.rewards import (
     needs_alignment,
 )
 from rltemp.kd.features import FeatureInput, GlobalState, check_features, compute_features
-from rltemp.kd.policy import action_to_temperature, centred_log_multiplier, load_policy
+from rltemp.kd.policy import action_to_temperature, centred_log_multiplier, load_schedule_base
 from rltemp.kd.trainer import evaluate
 
 
@@ -78,7 +78,7 @@ class KDTemperatureEnv(StudentRunsEnv):
         super().__init__(config, overrides, progress)
         self.features = check_features(list(self.ecfg.features))
         CALIBRATIONS.get(self.ecfg.calibration)
-        self.base = load_policy(self.ecfg.base_policy) if self.ecfg.base_policy else None
+        self.base = load_schedule_base(self.ecfg.base_policy) if self.ecfg.base_policy else None
         g = np.random.default_rng(0)  # fixed validation subset, the same for every episode
         n = min(self.ecfg.val_subset, len(self.data.val))
         idx = torch.from_numpy(np.sort(g.permutation(len(self.data.val))[:n])).to(self.data.val.y.device)

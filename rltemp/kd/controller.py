@@ -17,7 +17,9 @@ training loss you report — at the first call and at the first call after each
 ``observe(val_acc=...)``; the modulator, if the policy has one, spreads it per instance from the
 logits of each batch. Without validation accuracy the schedule is decided once, at the first call,
 unless you call :meth:`decide` yourself (e.g. every epoch); a policy whose schedule observes only
-``progress`` needs nothing else. Works for any number of classes and architecture, on CPU and CUDA,
+``progress`` needs nothing else. A run-level policy (``"decision": "run"``) sets the first
+epoch's temperature before any validation accuracy is reported, decides its whole schedule at the
+first call after the first ``observe(val_acc=...)``, and from then on reads only ``progress``. Works for any number of classes and architecture, on CPU and CUDA,
 for float32 and bfloat16 logits. Plain torch: importing it loads neither gymnasium nor SB3.
 """
 
@@ -39,6 +41,8 @@ class TemperatureController:
         self.loss_ema = 0.0
         self._losses = 0
         self._due = True
+        self._validated = False  # a validation accuracy was observed (run-level policies decide after it)
+        self._run: torch.Tensor | None = None  # a run-level policy's decision (a_start, a_end)
         self.temperature = math.nan  # the schedule temperature in force
         self._device: torch.device | None = None
 
@@ -67,11 +71,16 @@ class TemperatureController:
             if not 0.0 <= val_acc <= 1.0:
                 raise ValueError(f"observe(val_acc=...) must be an accuracy in [0, 1], got {val_acc}")
             self.last_val_acc = val_acc
+            self._validated = True
             self._due = True
 
     def decide(self, progress: float) -> float:
         """Decide the schedule temperature now (from ``progress`` and the observed state) and return it."""
-        self.temperature = self.policy.schedule_temperature(GlobalState(progress, self.last_val_acc, self.loss_ema))
+        state = GlobalState(progress, self.last_val_acc, self.loss_ema)
+        if self.policy.decision == "run":
+            self.temperature, self._run = self.policy.run_state_temperature(self._run, state if self._validated else None)
+        else:
+            self.temperature = self.policy.schedule_temperature(state)
         self._due = False
         return self.temperature
 

@@ -10,6 +10,13 @@ This module is plain torch (no gymnasium, no stable-baselines3), so a policy tra
   state g_e at the start of that epoch (:class:`~rltemp.kd.features.GlobalState`: progress, last
   validation accuracy, recent loss); its action a ∈ [-1, 1] maps on a log scale,
   T = exp(log t_min + (a + 1) / 2 · (log t_max − log t_min)).
+  A *run-level* schedule head (``"decision": "run"``, :func:`run_temperature`) decides twice per
+  run instead: before the first epoch its input is all zeros and its first output sets that epoch's
+  temperature T_0; at the start of the second epoch it reads [1, features of the state then] (the
+  first epoch's validation accuracy, ...) once and outputs (a_start, a_end), and every later epoch
+  runs at the action interpolated linearly in progress p, a(p) = (1 − p) a_start + p a_end — a
+  geometric schedule from T(a_start) toward T(a_end). One decision per student run is a contextual
+  bandit; its credit is the whole run's gain, undiluted by thirty per-epoch decisions.
 - ``m_i``: the optional *modulator*, per instance, from the instance's features f_i (teacher and
   student probabilities, margin, ...): log m_i = μ · (b_i − mean_batch b), b_i ∈ [-1, 1] the
   modulator's action and μ = log(max_multiplier). Centring in log space keeps T_sched the geometric
@@ -109,9 +116,31 @@ def actor_state_from_sb3(state: dict[str, torch.Tensor], algo: str, n_hidden: in
     return out
 
 
+DECISIONS = ("epoch", "run")
+
+
 def head_net(head: dict[str, Any], obs_dim: int) -> ActorNet:
     squash = head["algo"] == "sac" or bool(head.get("tanh_mean"))  # SAC's and a tanh-bounded mean's
-    return ActorNet(obs_dim, 1, list(head["net_arch"]), head["activation"], squash=squash)
+    outputs = 2 if head.get("decision") == "run" else 1
+    return ActorNet(obs_dim, outputs, list(head["net_arch"]), head["activation"], squash=squash)
+
+
+def head_inputs(head: dict[str, Any]) -> int:
+    """Width of a head's input: its features, plus the "decided" flag in front of a run-level head's."""
+    return len(head["features"]) + (1 if head.get("decision") == "run" else 0)
+
+
+def run_action(actions: torch.Tensor, progress: float) -> torch.Tensor:
+    """A run-level decision's action at ``progress``: (1 − p) a_start + p a_end, both clipped to
+    [-1, 1] first (so T moves geometrically from T(a_start) at p = 0 toward T(a_end) at p = 1)."""
+    a = torch.as_tensor(actions, dtype=torch.float32).reshape(2).clamp(-1.0, 1.0)
+    p = min(max(float(progress), 0.0), 1.0)
+    return ((1 - p) * a[0] + p * a[1]).reshape(1)
+
+
+def run_temperature(actions: torch.Tensor, progress: float, t_min: float, t_max: float) -> float:
+    """The temperature of a run-level decision (a_start, a_end) at ``progress`` (see the module doc)."""
+    return float(action_to_temperature(run_action(actions, progress), t_min, t_max)[0])
 
 
 class TemperaturePolicy(nn.Module):
@@ -122,8 +151,9 @@ class TemperaturePolicy(nn.Module):
         self.meta = meta
         sched = meta["schedule"]
         self.schedule_features: list[str] = list(sched["features"])
+        self.decision: str = sched.get("decision", "epoch")
         self.t_min, self.t_max = float(meta["t_min"]), float(meta["t_max"])
-        self.schedule = head_net(sched, len(self.schedule_features))
+        self.schedule = head_net(sched, head_inputs(sched))
         mod = meta.get("modulator")
         self.instance_features: list[str] = list(mod["features"]) if mod else []
         self.max_multiplier = float(mod["max_multiplier"]) if mod else 1.0
@@ -133,9 +163,35 @@ class TemperaturePolicy(nn.Module):
 
     @torch.no_grad()
     def schedule_temperature(self, state: GlobalState) -> float:
+        """An epoch-level head's temperature for the epoch that starts in ``state``."""
+        if self.decision != "epoch":
+            raise RltempError("this policy decides once per run: use first_temperature() and run_actions()")
         obs = global_features(self.schedule_features, state)[None]
         a = self.schedule(obs.to(next(self.schedule.parameters()).device))[0, 0]
         return float(action_to_temperature(a, self.t_min, self.t_max))
+
+    @torch.no_grad()
+    def first_temperature(self) -> float:
+        """A run-level head's temperature for the first epoch (its first output on an all-zero input)."""
+        obs = torch.zeros(1, head_inputs(self.meta["schedule"]), device=next(self.schedule.parameters()).device)
+        return float(action_to_temperature(self.schedule(obs)[0, 0].cpu(), self.t_min, self.t_max))
+
+    @torch.no_grad()
+    def run_actions(self, state: GlobalState) -> torch.Tensor:
+        """A run-level head's decision (a_start, a_end), (2,) on the CPU, from the state at the start
+        of the second epoch (see :func:`run_temperature`)."""
+        obs = torch.cat([torch.ones(1), global_features(self.schedule_features, state)])[None]
+        return self.schedule(obs.to(next(self.schedule.parameters()).device))[0].cpu()
+
+    def run_state_temperature(self, decided: torch.Tensor | None, state: GlobalState | None) -> tuple[float, torch.Tensor | None]:
+        """One step of a run-level policy: ``state`` None (nothing validated yet) gives T_0; otherwise
+        the decision ``decided`` (made now from ``state`` if None) at ``state.progress``. Returns the
+        temperature and the decision in force."""
+        if state is None:
+            return self.first_temperature(), decided
+        if decided is None:
+            decided = self.run_actions(state)
+        return run_temperature(decided, state.progress, self.t_min, self.t_max), decided
 
     @torch.no_grad()
     def temperatures(self, t_sched: float, inp: FeatureInput) -> torch.Tensor:
@@ -186,6 +242,10 @@ def load_policy(path: str | Path) -> TemperaturePolicy:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise RltempError(f"{json_path}: not an rltemp policy of format {FORMAT!r} (found {found!r}); "
                           "policies from older rltemp versions must be retrained")
+    sched = meta.get("schedule")
+    if isinstance(sched, dict) and sched.get("decision", "epoch") not in DECISIONS:
+        raise RltempError(f"{json_path}: unknown schedule decision {sched['decision']!r}; this rltemp knows "
+                          f"{', '.join(DECISIONS)}")
     heads = [("schedule", meta.get("schedule"), GLOBAL_FEATURES)]
     if meta.get("modulator"):
         heads.append(("modulator", meta["modulator"], FEATURES))
@@ -212,12 +272,24 @@ def load_policy(path: str | Path) -> TemperaturePolicy:
     return policy.eval()
 
 
+def load_schedule_base(path: str | Path, field: str = "env.base_policy") -> TemperaturePolicy:
+    """A policy whose per-epoch schedule a modulator is trained or run on (``env.base_policy``, online
+    mode's ``agent.online.schedule``): it must decide every epoch from the state."""
+    policy = load_policy(path)
+    if policy.decision != "epoch":
+        raise ConfigError(f"{field}: {path} decides its schedule once per run (\"decision\": \"{policy.decision}\"); "
+                          "a modulator needs a per-epoch schedule (a policy trained with agent.decision: epoch)")
+    return policy
+
+
 class PolicyStrategy(TemperatureStrategy):
     """``policy:PATH`` — a trained policy, frozen and deterministic (transfer: no RL at distill time).
 
     At the start of each epoch the schedule head reads the Distiller's global state (exactly what
     the environment observes); each step, the modulator (if any) reads the batch's features from
-    the logits the step already has. Works for any architecture, seed, dataset or batch size.
+    the logits the step already has. A run-level head decides at the starts of the first and second
+    epochs and keeps its decision in the buffer ``run_decision`` (so a resumed run goes on with it).
+    Works for any architecture, seed, dataset or batch size.
     """
 
     def __init__(self, path: str) -> None:
@@ -226,6 +298,8 @@ class PolicyStrategy(TemperatureStrategy):
         self.per_instance = self.policy.modulator is not None
         self._distiller: Any = None
         self.t_sched = 0.0
+        if self.policy.decision == "run":  # (a_start, a_end); NaN until decided
+            self.register_buffer("run_decision", torch.full((2,), math.nan))
 
     def attach(self, distiller: Any) -> None:
         self._distiller = distiller
@@ -239,7 +313,14 @@ class PolicyStrategy(TemperatureStrategy):
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         d = self._distiller
-        self.t_sched = self.policy.schedule_temperature(self._state(d.progress if d is not None else epoch / num_epochs))
+        state = self._state(d.progress if d is not None else epoch / num_epochs)
+        if self.policy.decision == "epoch":
+            self.t_sched = self.policy.schedule_temperature(state)
+            return
+        decided = None if bool(torch.isnan(self.run_decision).any()) else self.run_decision
+        self.t_sched, decided = self.policy.run_state_temperature(decided, state if epoch > 0 else None)
+        if decided is not None:
+            self.run_decision.copy_(decided)
 
     @torch.no_grad()
     def forward(self, teacher_logits, student_logits, labels, progress):  # noqa: ANN001, ANN201

@@ -145,6 +145,10 @@ LAYOUT = {
             ["Multiline", [r"^train_schedule/T_(first|middle|last)_epoch_deterministic$"]],
         "episode return (gain over the reference, in val-accuracy points)": ["Multiline", [r"^train_schedule/episode_return$"]],
         "critic: explained variance": ["Multiline", [r"^train/explained_variance$"]],
+        "run-level policy, per kind of student: second- and last-epoch temperature it would choose":
+            ["Multiline", [r"^train_schedule/student_\d+/T_(second|last)_epoch_deterministic$"]],
+        "run-level policy, per kind of student: what the decision read, and the return":
+            ["Multiline", [r"^train_schedule/student_\d+/(last_val_acc|recent_loss|progress|episode_return)$"]],
     },
 }
 
@@ -172,7 +176,7 @@ def sensitivity_figure(policy: Any, rows: torch.Tensor | None = None, title: str
     import matplotlib.pyplot as plt
 
     from rltemp.kd.features import GLOBAL_FEATURES, GlobalState
-    from rltemp.kd.policy import action_to_temperature, centred_log_multiplier
+    from rltemp.kd.policy import action_to_temperature, centred_log_multiplier, run_temperature
 
     inst = list(policy.instance_features)
     n = 1 + (len(inst) if policy.modulator is not None else 0)
@@ -185,11 +189,17 @@ def sensitivity_figure(policy: Any, rows: torch.Tensor | None = None, title: str
     levels = [0.1, 0.2, 0.3, 0.5, 0.8] if others else [None]
     ax = axes[0]
     for v in levels:
-        states = [GlobalState(float(x), v if v is not None else 0.0, 1.0) for x in p]
-        obs = torch.tensor([[GLOBAL_FEATURES.get(f)(s) for f in policy.schedule_features] for s in states])
-        with torch.no_grad():
-            t = action_to_temperature(policy.schedule(obs)[:, 0], policy.t_min, policy.t_max)
+        if policy.decision == "run":  # the decision after the first epoch, read at this level, then followed
+            decided = policy.run_actions(GlobalState(0.0, v if v is not None else 0.0, 1.0))
+            t = torch.tensor([run_temperature(decided, float(x), policy.t_min, policy.t_max) for x in p])
+        else:
+            states = [GlobalState(float(x), v if v is not None else 0.0, 1.0) for x in p]
+            obs = torch.tensor([[GLOBAL_FEATURES.get(f)(s) for f in policy.schedule_features] for s in states])
+            with torch.no_grad():
+                t = action_to_temperature(policy.schedule(obs)[:, 0], policy.t_min, policy.t_max)
         ax.plot(p.numpy(), t.numpy(), label=f"{others[0]} = {v}" if v is not None else None)
+    if policy.decision == "run":
+        ax.plot([0.0], [policy.first_temperature()], "k*", label="first epoch")
     ax.set_yscale("log")
     ax.set_ylim(policy.t_min * 0.95, policy.t_max * 1.05)
     ax.set_xlabel("progress")

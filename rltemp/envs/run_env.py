@@ -1,0 +1,90 @@
+"""``rltemp/KDRunSchedule-v0``: one schedule decision per student run (a two-step episode).
+
+The run-level schedule head of a temperature policy (``"decision": "run"``,
+:func:`rltemp.kd.policy.run_temperature`) is trained here. Per-epoch decisions share one noisy run
+return among thirty Gaussian draws, and on a pool of students that want different schedules they
+learned one schedule for all (``benchmarks/RESULTS.md``, ablations T–Y and the privileged-actor
+diagnostics). Here a policy makes two decisions per run, each credited with the run's whole gain:
+
+1. ``reset`` observes ``[0, 0, …]`` (nothing is known yet); the action's first number sets the
+   temperature of the first epoch (its second number is unused), and ``step`` runs that epoch;
+2. the observation is then ``[1, features]``, the global features ``env.run_features`` of the
+   state after the first epoch (e.g. its validation accuracy: how fast this student learns), and
+   the action (a_start, a_end) sets every remaining epoch's temperature by
+   :func:`~rltemp.kd.policy.run_action` at that epoch's progress; ``step`` runs them all and the
+   episode terminates.
+
+Rewards are those of :class:`~rltemp.envs.schedule_env.KDScheduleEnv` (the epochs' validation gains,
+over the reference run with ``env.reward_reference``), summed over the epochs each step runs; the
+same Distiller, students, seeds and reference cache. ``info`` adds ``temperatures`` (every epoch
+this step ran) and, after the second step, the decision's ``t_start`` and ``t_end`` and the
+features it read (``decision_features``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rltemp.envs.base import observation_box
+from rltemp.envs.schedule_env import KDScheduleEnv
+from rltemp.errors import ConfigError
+from rltemp.kd.features import GLOBAL_FEATURES, check_features, global_features
+from rltemp.kd.policy import action_to_temperature, run_action
+
+STEPS = 2  # decisions per episode
+
+
+def run_schedule(actions: Any, epochs: int, t_min: float, t_max: float) -> list[float]:
+    """The temperatures of every epoch for the two decisions ``actions`` ((2, 2): first epoch, then
+    (a_start, a_end)), at progress k / epochs for epoch k (equal batches per epoch)."""
+    a = torch.as_tensor(np.asarray(actions, np.float32)).reshape(STEPS, 2)
+    first = float(action_to_temperature(a[0, :1], t_min, t_max)[0])
+    rest = [float(action_to_temperature(run_action(a[1], k / epochs), t_min, t_max)[0]) for k in range(1, epochs)]
+    return [first, *rest]
+
+
+class KDRunScheduleEnv(KDScheduleEnv):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.critic_features:
+            raise ConfigError("env.critic_features: the run-level schedule env has no critic-only columns")
+        self.features = check_features(list(self.ecfg.run_features), "env.run_features", GLOBAL_FEATURES)
+        self.observation_space = observation_box((1 + len(self.features),))
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self._stage = 0
+
+    def _run_observation(self, decided: bool) -> np.ndarray:
+        if not decided:
+            return np.zeros(self.observation_space.shape, np.float32)
+        return np.concatenate([[1.0], global_features(self.features, self._state()).numpy()]).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: ANN201
+        _, info = super().reset(seed=seed, options=options)
+        self._stage = 0
+        return self._run_observation(False), info
+
+    def step(self, action: Any):  # noqa: ANN201
+        a = np.asarray(action, dtype=np.float32)
+        if a.shape != (2,):
+            raise ValueError(f"action must have shape (2,), got {a.shape}")
+        self.running_distiller()
+        if self._stage == 0:
+            _, reward, terminated, truncated, info = super().step(a[:1])
+            self._stage = 1
+            info = {**info, "temperatures": [info["temperature"]]}
+            self._decided_on = self._run_observation(True)
+            return self._decided_on, reward, terminated, truncated, info
+        total, temps, nans = 0.0, [], 0
+        terminated = truncated = False
+        while not (terminated or truncated):
+            _, reward, terminated, truncated, info = super().step(run_action(torch.as_tensor(a), self.distiller.progress))
+            total += reward
+            temps.append(info["temperature"])
+            nans += info["nan_actions"]
+        info = {**info, "temperatures": temps, "t_start": temps[0], "t_end": temps[-1], "nan_actions": nans,
+                "decision_features": dict(zip(self.features, self._decided_on[1:].tolist(), strict=True))}
+        return self._run_observation(True), float(total), terminated, truncated, info

@@ -1,0 +1,237 @@
+"""Run-level schedule policies (agent.decision: run): the two-decision environment, export ->
+transfer parity (distill, the env, the controller), resume, config errors, and that the preset's
+learner finds a schedule that depends on what the decision observes."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+
+from rltemp.agents.config import load_agent
+from rltemp.config import load_config
+from rltemp.errors import ConfigError, RltempError
+from rltemp.kd.features import GlobalState
+from rltemp.kd.policy import action_to_temperature, load_policy, run_temperature
+
+RUN_TINY = [*TINY, "distill.epochs=4"]
+AGENT_TINY = ["agent.episodes=6", "agent.episodes_per_rollout=1"]
+
+
+@pytest.fixture(scope="module")
+def run_policy(tmp_path_factory, _cache):
+    from rltemp.agents.train import train_policy
+
+    out = tmp_path_factory.mktemp("run-policy")
+    res = train_policy(load_config("envs/mnist1d.yaml", RUN_TINY), load_agent("agents/ppo-run.yaml", AGENT_TINY),
+                       out=out, progress=False, jobs=1)
+    return out, res
+
+
+def test_run_env_makes_two_decisions_that_cover_the_run():
+    import gymnasium
+
+    import rltemp.envs  # noqa: F401 - registers the environments
+    from rltemp.envs.schedule_env import KDScheduleEnv
+
+    env = gymnasium.make("rltemp/KDRunSchedule-v0", config="envs/mnist1d.yaml", overrides=RUN_TINY).unwrapped
+    obs, _ = env.reset(options={"student_seed": 5, "student": 0})
+    assert obs.tolist() == [0.0, 0.0] and env.action_space.shape == (2,)  # nothing known before the first epoch
+    with pytest.raises(ValueError, match=r"action must have shape \(2,\)"):
+        env.step(np.zeros(1, np.float32))
+    obs, r0, term, trunc, first = env.step(np.array([0.2, 0.9], np.float32))
+    assert not (term or trunc) and first["temperatures"] == [pytest.approx(float(action_to_temperature(torch.tensor(0.2), 1, 10)))]
+    assert obs.tolist() == pytest.approx([1.0, first["val_acc"]])  # decided on the first epoch's validation accuracy
+    decision = np.array([0.8, -0.6], np.float32)
+    obs, r1, term, trunc, info = env.step(decision)
+    assert term and not trunc and len(info["temperatures"]) == 3
+    assert info["temperatures"] == pytest.approx([run_temperature(torch.tensor(decision), k / 4, 1, 10) for k in (1, 2, 3)])
+    assert info["t_start"] > info["t_end"] and info["decision_features"] == {"last_val_acc": pytest.approx(first["val_acc"])}
+    # the same epochs, one at a time, on the per-epoch env: the same rewards (the run env sums them)
+    per_epoch = KDScheduleEnv("envs/mnist1d.yaml", RUN_TINY)
+    per_epoch.reset(options={"student_seed": 5, "student": 0})
+    rewards = []
+    for t in [float(action_to_temperature(torch.tensor(0.2), 1, 10)), *info["temperatures"]]:
+        a = np.array([2 * np.log(t) / np.log(10) - 1], np.float32)
+        rewards.append(per_epoch.step(a)[1])
+    assert r0 == pytest.approx(rewards[0], abs=1e-4) and r1 == pytest.approx(sum(rewards[1:]), abs=1e-4)
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(decision)
+
+
+def test_run_policy_exports_what_sb3_trained(run_policy):
+    from stable_baselines3 import PPO
+
+    out, res = run_policy
+    policy = load_policy(out)
+    meta = policy.meta["schedule"]
+    assert policy.decision == "run" and meta["features"] == ["last_val_acc"] and "normalize_obs" in meta
+    assert policy.schedule.net[0].weight.shape[1] == 2 and policy.schedule.net[-1].weight.shape[0] == 2
+    assert len(res["schedule_episodes"]) == 6 and all(len(e["temperature"]) == 4 for e in res["schedule_episodes"])
+    assert all(0 <= e["decision_features"]["last_val_acc"] <= 1 for e in res["schedule_episodes"])
+    model = PPO.load(out / "schedule.zip", device="cpu")  # SB3's own file (a test may unpickle it)
+    mean, std = np.array(meta["normalize_obs"]["mean"]), np.array(meta["normalize_obs"]["std"])
+    raw = np.array([[0.0, 0.0], [1.0, 0.05], [1.0, 0.3], [1.0, 0.9]], np.float32)
+    a, _ = model.predict(((raw - mean) / std).astype(np.float32), deterministic=True)
+    assert np.allclose(policy.schedule(torch.from_numpy(raw)).numpy(), np.clip(a, -1, 1), atol=1e-5)
+    assert policy.first_temperature() == pytest.approx(float(action_to_temperature(torch.tensor(a[0, 0]), 1, 10)), rel=1e-5)
+    with pytest.raises(RltempError, match="decides once per run"):
+        policy.schedule_temperature(GlobalState(0.5, 0.3, 1.0))
+
+
+@pytest.mark.parametrize("student", [[], ["student.model=cnn1d", "student.options={channels: 4}"]])
+def test_run_policy_transfers_as_the_env_and_the_controller_decide(run_policy, tmp_path, student):
+    """-T policy:DIR on an unseen seed (and architecture): the first epoch at the head's first output,
+    then the decision read from the first epoch's validation accuracy, interpolated — exactly what
+    the environment runs with the same actions, and what TemperatureController says in a user's loop."""
+    import gymnasium
+
+    import rltemp.envs  # noqa: F401
+    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare, run_distill
+    from rltemp.kd.trainer import Distiller
+
+    out, _ = run_policy
+    policy = load_policy(out)
+    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, *student, f"distill.temperature=policy:{out}", "seed=7"])
+    res = run_distill(cfg, out=tmp_path / "d", progress=False)
+    sched = res["schedule"]
+    assert len(sched) == 4 and sched[0] == pytest.approx(policy.first_temperature())
+    # the environment with the policy's deterministic actions: the same student, the same temperatures
+    env = gymnasium.make("rltemp/KDRunSchedule-v0", config="envs/mnist1d.yaml", overrides=[*RUN_TINY, *student]).unwrapped
+    obs, _ = env.reset(options={"student_seed": 7, "student": 0})
+    obs, *_, info0 = env.step(policy.schedule(torch.from_numpy(obs)[None])[0].numpy())
+    *_, info = env.step(policy.schedule(torch.from_numpy(obs)[None])[0].numpy())
+    assert [*info0["temperatures"], *info["temperatures"]] == pytest.approx(sched, rel=1e-5)
+    # the controller in a user's loop, fed the same validation accuracies and losses
+    data, device, strategy = prepare(cfg)
+    d = Distiller(cfg.distill, data, build_student_model(cfg, data, 7), get_teacher(cfg, data, device), strategy, seed=7)
+    ctl = rltemp.TemperatureController.load(out)
+    seen = []
+    while not d.done:
+        for i, (x, y, idx) in enumerate(d.epoch_batches()):
+            progress = d.progress
+            step = d.train_step(x, y, idx)
+            t = ctl(step.student_logits, step.teacher_logits, y, progress)
+            assert torch.allclose(t, step.temperature), (d.epoch, i)
+            ctl.observe(loss=float(step.loss))
+        seen.append(ctl.temperature)
+        d.end_epoch()
+        ctl.observe(val_acc=d.last_val_acc)
+    assert seen == pytest.approx(sched, rel=1e-6)
+    decided = policy.run_actions(GlobalState(0.25, info0["val_acc"], 0.0))
+    assert sched[1] == pytest.approx(run_temperature(decided, 0.25, 1, 10), rel=1e-5)
+
+
+def test_run_decision_survives_a_resume(run_policy):
+    """The decision lives in the strategy's state (Distiller.state_dict): a run resumed after the
+    decision goes on with it, even where the restored state would decide differently."""
+    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
+    from rltemp.kd.trainer import Distiller
+
+    out, _ = run_policy
+    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, f"distill.temperature=policy:{out}", "seed=2"])
+
+    def distiller() -> Distiller:
+        data, device, strategy = prepare(cfg)
+        return Distiller(cfg.distill, data, build_student_model(cfg, data, 2), get_teacher(cfg, data, device), strategy,
+                         seed=2)
+
+    a = distiller()
+    temps = [a.run_epoch().extra["policy/schedule_temperature"] for _ in range(2)]
+    state = a.state_dict()
+    assert torch.isfinite(state["strategy"]["run_decision"]).all()
+    state["last_val_acc"] = 0.99  # a decision made again from this state would differ
+    b = distiller()
+    b.load_state_dict(state)
+    assert torch.equal(b.strategy.run_decision, a.strategy.run_decision)
+    temps_b = temps + [b.run_epoch().extra["policy/schedule_temperature"] for _ in range(2)]
+    temps_a = temps + [a.run_epoch().extra["policy/schedule_temperature"] for _ in range(2)]
+    assert temps_b == temps_a and temps_a[2] != temps_a[3]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("agent.decision=runs", "agent.decision: unknown decision 'runs'.*did you mean 'run'.*valid: epoch, run"),
+    (["agent.decision=run", "agent.modulator.episodes=1"], "agent.decision: run trains a schedule head only"),
+])
+def test_bad_decision_settings_name_the_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_agent("agents/ppo.yaml", override if isinstance(override, list) else [override])
+
+
+def test_run_env_settings_are_checked(tmp_path):
+    from rltemp.agents.train import train_policy
+    from rltemp.envs.run_env import KDRunScheduleEnv
+
+    with pytest.raises(ConfigError, match="env.run_features: unknown feature .first_acc.*valid: last_val_acc, progress"):
+        KDRunScheduleEnv("envs/mnist1d.yaml", [*RUN_TINY, "env.run_features=[first_acc]"])
+    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, "env.critic_features=[reference_val_acc]"])
+    with pytest.raises(ConfigError, match="env.critic_features: the run-level schedule env"):
+        train_policy(cfg, load_agent("agents/ppo-run.yaml", AGENT_TINY), out=tmp_path / "x", progress=False, jobs=1)
+    assert not (tmp_path / "x").exists()  # nothing written for a refused config
+
+
+def test_unknown_decision_in_a_policy_file_is_refused(run_policy, tmp_path):
+    import json
+    import shutil
+
+    out, _ = run_policy
+    for name in ("policy.json", "policy.pt"):
+        shutil.copyfile(out / name, tmp_path / name)
+    meta = json.loads((tmp_path / "policy.json").read_text())
+    meta["schedule"]["decision"] = "batch"
+    (tmp_path / "policy.json").write_text(json.dumps(meta))
+    with pytest.raises(RltempError, match="unknown schedule decision 'batch'; this rltemp knows epoch, run"):
+        load_policy(tmp_path)
+
+
+def test_preset_learns_a_schedule_that_depends_on_the_observation():
+    """A toy with the run env's interface whose best schedule is known and depends on what the
+    decision reads: after the first step the observation is [1, x], x = 0.1 (a "slow" student, best
+    a cold schedule: a_start = a_end = -1) or 0.4 (a "fast" one, best hot to cold: a_start = 0.6,
+    a_end = -1); the reward is minus the squared distance. PPO with agents/ppo-run.yaml's settings
+    (standardised observations, as train-policy builds it) must tell them apart within 600 episodes."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from rltemp.agents.train import build_model
+
+    class Toy(gym.Env):
+        observation_space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        best = {0.1: np.array([-1.0, -1.0]), 0.4: np.array([0.6, -1.0])}
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.stage, self.x = 0, float(self.np_random.choice([0.1, 0.4]))
+            return np.zeros(2, np.float32), {}
+
+        def step(self, action):
+            if self.stage == 0:
+                self.stage = 1
+                return np.array([1.0, self.x], np.float32), 0.0, False, False, {}
+            err = np.clip(action, -1, 1) - self.best[self.x]
+            return np.array([1.0, self.x], np.float32), -float(err @ err), True, False, {}
+
+    agent = load_agent("agents/ppo-run.yaml")
+    venv = VecNormalize(DummyVecEnv([Toy, Toy]), norm_obs=True, norm_reward=False, clip_obs=float("inf"))
+    venv.seed(0)
+    model = build_model("ppo", agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0),
+                        n_steps=agent.episodes_per_rollout * 2, episode_length=2)
+    model.learn(total_timesteps=600 * 2)
+    for x, best in Toy.best.items():
+        a, _ = model.predict(venv.normalize_obs(np.array([[1.0, x]], np.float32)), deterministic=True)
+        assert np.abs(np.clip(a[0], -1, 1) - best).max() < 0.3, (x, a)
+
+
+def test_a_modulator_needs_a_per_epoch_schedule(run_policy, tmp_path):
+    """Online mode (and a modulator's training) read the schedule every epoch: a run-level policy as
+    their base is refused with the field's name, before anything runs."""
+    from rltemp.agents.train import run_online
+    from rltemp.envs.kd_env import KDTemperatureEnv
+
+    out, _ = run_policy
+    with pytest.raises(ConfigError, match=r"env.base_policy: .* decides its schedule once per run"):
+        KDTemperatureEnv("envs/mnist1d.yaml", [*RUN_TINY, f"env.base_policy={out}"])
+    cfg = load_config("envs/mnist1d.yaml", RUN_TINY)
+    with pytest.raises(ConfigError, match=r"agent.online.schedule: .* decides its schedule once per run"):
+        run_online(cfg, load_agent("agents/ppo.yaml", [f"agent.online.schedule={out}"]), out=tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()
