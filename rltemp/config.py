@@ -169,6 +169,8 @@ class EnvConfig:
     # run-level schedule env (rltemp/KDRunSchedule-v0, agent.decision: run): what its one schedule decision
     # reads, global features of the state after the first epoch (its validation accuracy: how fast this student learns)
     run_features: list[str] = field(default_factory=lambda: ["last_val_acc"])
+    # > 0: the first epoch of a run-level policy runs at this temperature (not a decision); 0: the policy chooses it
+    run_first_temperature: float = 0.0
     # reward the gain over this SPEC's run of the same student (computed once per student, cached); "": raw gain
     reward_reference: str = "fixed:4"
     # observed by the critic only (training-time information the deployed policy never needs):
@@ -209,6 +211,9 @@ class EnvConfig:
                                   f"valid: {', '.join(CRITIC_FEATURES)}")
         if self.critic_features and not self.reward_reference:
             raise ConfigError(f"{path}.critic_features needs {path}.reward_reference (the reference run it reads)")
+        if self.run_first_temperature and not self.t_min <= self.run_first_temperature <= self.t_max:
+            raise ConfigError(f"{path}.run_first_temperature must be 0 (chosen by the policy) or lie in [t_min, t_max], "
+                              f"got {self.run_first_temperature}")
         if self.credit_rank < 0:
             raise ConfigError(f"{path}.credit_rank must be >= 0 (0: exact), got {self.credit_rank}")
         if self.base_policy and self.pair:

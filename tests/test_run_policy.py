@@ -235,3 +235,49 @@ def test_a_modulator_needs_a_per_epoch_schedule(run_policy, tmp_path):
     with pytest.raises(ConfigError, match=r"agent.online.schedule: .* decides its schedule once per run"):
         run_online(cfg, load_agent("agents/ppo.yaml", [f"agent.online.schedule={out}"]), out=tmp_path / "o", progress=False)
     assert not (tmp_path / "o").exists()
+
+
+def test_fixed_first_temperature_makes_one_decision_per_run(tmp_path):
+    """env.run_first_temperature: the first epoch runs at that T inside reset (its reward carried into
+    the one decision's); the head reads the features alone; the exported policy, -T policy: and the env
+    with the policy's action agree."""
+    import gymnasium
+    from stable_baselines3 import PPO
+
+    import rltemp.envs  # noqa: F401
+    from rltemp.agents.train import train_policy
+    from rltemp.envs.schedule_env import KDScheduleEnv
+    from rltemp.kd.pipeline import run_distill
+
+    over = [*RUN_TINY, "env.run_first_temperature=1.5"]
+    env = gymnasium.make("rltemp/KDRunSchedule-v0", config="envs/mnist1d.yaml", overrides=over).unwrapped
+    obs, _ = env.reset(options={"student_seed": 5, "student": 0})
+    assert obs.shape == (1,) and 0 < obs[0] <= 1 and env.steps == 1  # the first epoch's accuracy, no flag
+    _, ret, term, _, info = env.step(np.array([0.5, -0.5], np.float32))
+    assert term and len(info["temperatures"]) == 4 and info["temperatures"][0] == pytest.approx(1.5)
+    per_epoch = KDScheduleEnv("envs/mnist1d.yaml", RUN_TINY)
+    per_epoch.reset(options={"student_seed": 5, "student": 0})
+    rewards = [per_epoch.step(np.array([2 * np.log(t) / np.log(10) - 1], np.float32))[1] for t in info["temperatures"]]
+    assert ret == pytest.approx(sum(rewards), abs=1e-4)  # the first epoch's reward is in the return
+    with pytest.raises(ConfigError, match=r"env.run_first_temperature must be 0 .* or lie in \[t_min, t_max\]"):
+        load_config("envs/mnist1d.yaml", [*RUN_TINY, "env.run_first_temperature=20"])
+
+    with pytest.raises(ConfigError, match="a PPO rollout of a single decision cannot normalise its advantages"):
+        train_policy(load_config("envs/mnist1d.yaml", over), load_agent("agents/ppo-run.yaml", AGENT_TINY),
+                     out=tmp_path / "one", progress=False, jobs=1)
+    train_policy(load_config("envs/mnist1d.yaml", over), load_agent("agents/ppo-run.yaml", ["agent.episodes=6"]),
+                 out=tmp_path / "p", progress=False, jobs=1)
+    policy = load_policy(tmp_path / "p")
+    meta = policy.meta["schedule"]
+    assert meta["first_temperature"] == 1.5 and policy.first_temperature() == 1.5
+    assert policy.schedule.net[0].weight.shape[1] == 1  # the features alone
+    model = PPO.load(tmp_path / "p" / "schedule.zip", device="cpu")
+    raw = np.array([[0.05], [0.3], [0.9]], np.float32)
+    mean, std = np.array(meta["normalize_obs"]["mean"]), np.array(meta["normalize_obs"]["std"])
+    a, _ = model.predict(((raw - mean) / std).astype(np.float32), deterministic=True)
+    assert np.allclose(policy.schedule(torch.from_numpy(raw)).numpy(), np.clip(a, -1, 1), atol=1e-5)
+    res = run_distill(load_config("envs/mnist1d.yaml", [*RUN_TINY, f"distill.temperature=policy:{tmp_path / 'p'}",
+                                                        "seed=7"]), out=tmp_path / "d", progress=False)
+    obs, _ = env.reset(options={"student_seed": 7, "student": 0})
+    *_, info = env.step(policy.schedule(torch.from_numpy(obs)[None])[0].numpy())
+    assert res["schedule"] == pytest.approx(info["temperatures"], rel=1e-5) and res["schedule"][0] == 1.5

@@ -129,6 +129,9 @@ def build_model(algo: str, net: PolicyNetConfig, hyperparams: dict[str, Any], ve
     rollout = hyperparams.get("n_steps", 0) * venv.num_envs
     if algo == "ppo" and rollout and hyperparams.get("batch_size", 64) > rollout:
         hyperparams["batch_size"] = rollout  # a minibatch cannot exceed the rollout (short budgets)
+    if algo == "ppo" and rollout == 1 and hyperparams.get("normalize_advantage", True):
+        raise ConfigError("a PPO rollout of a single decision cannot normalise its advantages: raise "
+                          "agent.episodes_per_rollout or --jobs (one decision per episode here)")
     policy: Any = "MlpPolicy"
     asymmetric = actor_dims is not None and actor_dims < venv.observation_space.shape[0]
     if asymmetric or net.tanh_mean:
@@ -229,7 +232,7 @@ class ScheduleHistory(BaseCallback):
         if np.shape(det)[-1] == 2:  # a run-level decision (rltemp/KDRunSchedule-v0)
             from rltemp.envs.run_env import run_schedule
 
-            t_det = run_schedule(det, len(ep["t"]), env.t_min, env.t_max)
+            t_det = run_schedule(det, len(ep["t"]), env.t_min, env.t_max, env.run_first_temperature)
         else:
             t_det = action_to_temperature(torch.as_tensor(det).reshape(-1), env.t_min, env.t_max).tolist()
         rec = {"episode": len(self.episodes) + 1, "student_seed": info["student_seed"],
@@ -381,6 +384,8 @@ def policy_meta(cfg: Config, agent: AgentConfig, modulator: bool, extra: dict[st
                                   agent.policy.net_arch, agent.policy.activation,
                                   **({"tanh_mean": True} if agent.policy.tanh_mean else {}),
                                   decision=agent.decision, reward=env.reward, reward_reference=env.reward_reference,
+                                  **({"first_temperature": env.run_first_temperature}
+                                     if agent.decision == "run" and env.run_first_temperature else {}),
                                   **({"critic_features": list(env.critic_features)} if env.critic_features else {})),
         "modulator": describe_head(agent.algo, env.features, agent.modulator.policy.net_arch,
                                    agent.modulator.policy.activation, max_multiplier=env.max_multiplier,
@@ -407,7 +412,7 @@ def _train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, j
         venv = VecMonitor(ray_venv)
     else:
         venv = schedule_vec_env(cfg, jobs, agent.decision)
-    steps = 2 if agent.decision == "run" else epochs  # decisions per episode
+    steps = venv.get_attr("steps", [0])[0] if agent.decision == "run" else epochs  # decisions per episode
     norm = None
     if agent.policy.normalize_obs:  # running mean / std of every column; no clipping, so export can fold it exactly
         norm = venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=float("inf"))

@@ -14,6 +14,10 @@ diagnostics). Here a policy makes two decisions per run, each credited with the 
    :func:`~rltemp.kd.policy.run_action` at that epoch's progress; ``step`` runs them all and the
    episode terminates.
 
+With ``env.run_first_temperature`` > 0 the first epoch runs at that temperature instead and is part
+of ``reset`` (its reward is added to the decision's): an episode is then one decision, a contextual
+bandit, and the observation is the features alone (no flag).
+
 Rewards are those of :class:`~rltemp.envs.schedule_env.KDScheduleEnv` (the epochs' validation gains,
 over the reference run with ``env.reward_reference``), summed over the epochs each step runs; the
 same Distiller, students, seeds and reference cache. ``info`` adds ``temperatures`` (every epoch
@@ -33,17 +37,17 @@ from rltemp.envs.base import observation_box
 from rltemp.envs.schedule_env import KDScheduleEnv
 from rltemp.errors import ConfigError
 from rltemp.kd.features import GLOBAL_FEATURES, check_features, global_features
-from rltemp.kd.policy import action_to_temperature, run_action
-
-STEPS = 2  # decisions per episode
+from rltemp.kd.policy import action_to_temperature, run_action, temperature_to_action
 
 
-def run_schedule(actions: Any, epochs: int, t_min: float, t_max: float) -> list[float]:
-    """The temperatures of every epoch for the two decisions ``actions`` ((2, 2): first epoch, then
-    (a_start, a_end)), at progress k / epochs for epoch k (equal batches per epoch)."""
-    a = torch.as_tensor(np.asarray(actions, np.float32)).reshape(STEPS, 2)
-    first = float(action_to_temperature(a[0, :1], t_min, t_max)[0])
-    rest = [float(action_to_temperature(run_action(a[1], k / epochs), t_min, t_max)[0]) for k in range(1, epochs)]
+def run_schedule(actions: Any, epochs: int, t_min: float, t_max: float, first: float = 0.0) -> list[float]:
+    """The temperatures of every epoch for a run's decisions ``actions``: (2, 2), the first epoch's
+    then (a_start, a_end); or, with a fixed ``first`` temperature, (1, 2), (a_start, a_end) alone.
+    Epoch k sits at progress k / epochs (equal batches per epoch)."""
+    a = torch.as_tensor(np.asarray(actions, np.float32)).reshape(-1, 2)
+    if not first:
+        first = float(action_to_temperature(a[0, :1], t_min, t_max)[0])
+    rest = [float(action_to_temperature(run_action(a[-1], k / epochs), t_min, t_max)[0]) for k in range(1, epochs)]
     return [first, *rest]
 
 
@@ -53,18 +57,27 @@ class KDRunScheduleEnv(KDScheduleEnv):
         if self.critic_features:
             raise ConfigError("env.critic_features: the run-level schedule env has no critic-only columns")
         self.features = check_features(list(self.ecfg.run_features), "env.run_features", GLOBAL_FEATURES)
-        self.observation_space = observation_box((1 + len(self.features),))
+        self.first_temperature = float(self.ecfg.run_first_temperature)  # 0: the policy chooses it
+        self.flag = 0 if self.first_temperature else 1  # the "decided" column in front of the features
+        self.steps = 2 - (1 - self.flag)  # decisions per episode
+        self.observation_space = observation_box((self.flag + len(self.features),))
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._stage = 0
 
     def _run_observation(self, decided: bool) -> np.ndarray:
         if not decided:
             return np.zeros(self.observation_space.shape, np.float32)
-        return np.concatenate([[1.0], global_features(self.features, self._state()).numpy()]).astype(np.float32)
+        return np.concatenate([[1.0] * self.flag, global_features(self.features, self._state()).numpy()]).astype(np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: ANN201
         _, info = super().reset(seed=seed, options=options)
-        self._stage = 0
+        self._stage, self._carried, self._first = 0, 0.0, []
+        if self.first_temperature:  # the first epoch is not a decision: run it now, carry its reward
+            a0 = np.array([temperature_to_action(self.first_temperature, self.ecfg.t_min, self.ecfg.t_max)], np.float32)
+            _, self._carried, *_, first = super().step(a0)
+            self._first, self._stage = [first["temperature"]], 1
+            self._decided_on = self._run_observation(True)
+            return self._decided_on, info
         return self._run_observation(False), info
 
     def step(self, action: Any):  # noqa: ANN201
@@ -78,13 +91,13 @@ class KDRunScheduleEnv(KDScheduleEnv):
             info = {**info, "temperatures": [info["temperature"]]}
             self._decided_on = self._run_observation(True)
             return self._decided_on, reward, terminated, truncated, info
-        total, temps, nans = 0.0, [], 0
+        total, temps, nans = self._carried, [], 0
         terminated = truncated = False
         while not (terminated or truncated):
             _, reward, terminated, truncated, info = super().step(run_action(torch.as_tensor(a), self.distiller.progress))
             total += reward
             temps.append(info["temperature"])
             nans += info["nan_actions"]
-        info = {**info, "temperatures": temps, "t_start": temps[0], "t_end": temps[-1], "nan_actions": nans,
-                "decision_features": dict(zip(self.features, self._decided_on[1:].tolist(), strict=True))}
+        info = {**info, "temperatures": self._first + temps, "t_start": temps[0], "t_end": temps[-1], "nan_actions": nans,
+                "decision_features": dict(zip(self.features, self._decided_on[self.flag:].tolist(), strict=True))}
         return self._run_observation(True), float(total), terminated, truncated, info

@@ -16,7 +16,8 @@ This module is plain torch (no gymnasium, no stable-baselines3), so a policy tra
   first epoch's validation accuracy, ...) once and outputs (a_start, a_end), and every later epoch
   runs at the action interpolated linearly in progress p, a(p) = (1 − p) a_start + p a_end — a
   geometric schedule from T(a_start) toward T(a_end). One decision per student run is a contextual
-  bandit; its credit is the whole run's gain, undiluted by thirty per-epoch decisions.
+  bandit; its credit is the whole run's gain, undiluted by thirty per-epoch decisions. With a fixed
+  first temperature (``"first_temperature": T_0``) the head reads the features alone and decides once.
 - ``m_i``: the optional *modulator*, per instance, from the instance's features f_i (teacher and
   student probabilities, margin, ...): log m_i = μ · (b_i − mean_batch b), b_i ∈ [-1, 1] the
   modulator's action and μ = log(max_multiplier). Centring in log space keeps T_sched the geometric
@@ -126,8 +127,9 @@ def head_net(head: dict[str, Any], obs_dim: int) -> ActorNet:
 
 
 def head_inputs(head: dict[str, Any]) -> int:
-    """Width of a head's input: its features, plus the "decided" flag in front of a run-level head's."""
-    return len(head["features"]) + (1 if head.get("decision") == "run" else 0)
+    """Width of a head's input: its features, plus the "decided" flag in front of a run-level head's
+    (none when its first temperature is fixed, ``"first_temperature"``: it then decides once)."""
+    return len(head["features"]) + (1 if head.get("decision") == "run" and not head.get("first_temperature") else 0)
 
 
 def run_action(actions: torch.Tensor, progress: float) -> torch.Tensor:
@@ -172,7 +174,10 @@ class TemperaturePolicy(nn.Module):
 
     @torch.no_grad()
     def first_temperature(self) -> float:
-        """A run-level head's temperature for the first epoch (its first output on an all-zero input)."""
+        """A run-level head's temperature for the first epoch: fixed (``"first_temperature"``), or its
+        first output on an all-zero input."""
+        if self.meta["schedule"].get("first_temperature"):
+            return float(self.meta["schedule"]["first_temperature"])
         obs = torch.zeros(1, head_inputs(self.meta["schedule"]), device=next(self.schedule.parameters()).device)
         return float(action_to_temperature(self.schedule(obs)[0, 0].cpu(), self.t_min, self.t_max))
 
@@ -180,7 +185,8 @@ class TemperaturePolicy(nn.Module):
     def run_actions(self, state: GlobalState) -> torch.Tensor:
         """A run-level head's decision (a_start, a_end), (2,) on the CPU, from the state at the start
         of the second epoch (see :func:`run_temperature`)."""
-        obs = torch.cat([torch.ones(1), global_features(self.schedule_features, state)])[None]
+        flag = torch.ones(head_inputs(self.meta["schedule"]) - len(self.schedule_features))
+        obs = torch.cat([flag, global_features(self.schedule_features, state)])[None]
         return self.schedule(obs.to(next(self.schedule.parameters()).device))[0].cpu()
 
     def run_state_temperature(self, decided: torch.Tensor | None, state: GlobalState | None) -> tuple[float, torch.Tensor | None]:
