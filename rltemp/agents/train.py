@@ -13,7 +13,7 @@
   are cached once for all trainings in ``$RLTEMP_CACHE/references``).
 
 Stage 1 (schedule): PPO/A2C/SAC on ``rltemp/KDSchedule-v0`` (or, with ``agent.decision: run``,
-``rltemp/KDRunSchedule-v0``: two decisions per run), one student per worker process
+``rltemp/KDRunSchedule-v0``: one or two decisions per run), one student per worker process
 (``jobs``; SB3's ``SubprocVecEnv``), each rollout ``episodes_per_rollout`` whole episodes per
 worker, so rollouts end on episode boundaries and γ = 1 telescopes each episode's rewards.
 Stage 2 (modulator, optional): the same algorithm on ``rltemp/KDTemperature-v0`` (the B instances of

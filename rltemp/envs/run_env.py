@@ -59,7 +59,10 @@ class KDRunScheduleEnv(KDScheduleEnv):
         self.features = check_features(list(self.ecfg.run_features), "env.run_features", GLOBAL_FEATURES)
         self.first_temperature = float(self.ecfg.run_first_temperature)  # 0: the policy chooses it
         self.flag = 0 if self.first_temperature else 1  # the "decided" column in front of the features
-        self.steps = 2 - (1 - self.flag)  # decisions per episode
+        self.steps = 1 + self.flag  # decisions per episode
+        if self.cfg.distill.epochs < 2:
+            raise ConfigError(f"distill.epochs must be >= 2 for a run-level decision (one epoch to observe, then "
+                              f"the schedule of the rest), got {self.cfg.distill.epochs}")
         self.observation_space = observation_box((self.flag + len(self.features),))
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self._stage = 0
@@ -74,8 +77,8 @@ class KDRunScheduleEnv(KDScheduleEnv):
         self._stage, self._carried, self._first = 0, 0.0, []
         if self.first_temperature:  # the first epoch is not a decision: run it now, carry its reward
             a0 = np.array([temperature_to_action(self.first_temperature, self.ecfg.t_min, self.ecfg.t_max)], np.float32)
-            _, self._carried, *_, first = super().step(a0)
-            self._first, self._stage = [first["temperature"]], 1
+            _, self._carried, *_, epoch0 = super().step(a0)
+            self._first, self._stage = [epoch0["temperature"]], 1
             self._decided_on = self._run_observation(True)
             return self._decided_on, info
         return self._run_observation(False), info
