@@ -161,6 +161,8 @@ def test_run_env_settings_are_checked(tmp_path):
     from rltemp.agents.train import train_policy
     from rltemp.envs.run_env import KDRunScheduleEnv
 
+    with pytest.raises(ConfigError, match=r"distill.epochs must be >= 2 for a run-level decision"):
+        KDRunScheduleEnv("envs/mnist1d.yaml", [*RUN_TINY, "distill.epochs=1"])
     with pytest.raises(ConfigError, match="env.run_features: unknown feature .first_acc.*valid: last_val_acc, progress"):
         KDRunScheduleEnv("envs/mnist1d.yaml", [*RUN_TINY, "env.run_features=[first_acc]"])
     cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, "env.critic_features=[reference_val_acc]"])
