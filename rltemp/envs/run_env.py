@@ -37,7 +37,7 @@ from rltemp.envs.base import observation_box
 from rltemp.envs.schedule_env import KDScheduleEnv
 from rltemp.errors import ConfigError
 from rltemp.kd.features import GLOBAL_FEATURES, check_features, global_features
-from rltemp.kd.policy import action_to_temperature, run_action, temperature_to_action
+from rltemp.kd.policy import action_to_temperature, run_action, run_temperature, temperature_to_action
 
 
 def run_schedule(actions: Any, epochs: int, t_min: float, t_max: float, first: float = 0.0) -> list[float]:
@@ -47,7 +47,7 @@ def run_schedule(actions: Any, epochs: int, t_min: float, t_max: float, first: f
     a = torch.as_tensor(np.asarray(actions, np.float32)).reshape(-1, 2)
     if not first:
         first = float(action_to_temperature(a[0, :1], t_min, t_max)[0])
-    rest = [float(action_to_temperature(run_action(a[-1], k / epochs), t_min, t_max)[0]) for k in range(1, epochs)]
+    rest = [run_temperature(a[-1], k / epochs, t_min, t_max) for k in range(1, epochs)]
     return [first, *rest]
 
 

@@ -156,6 +156,8 @@ class TemperaturePolicy(nn.Module):
         self.decision: str = sched.get("decision", "epoch")
         self.t_min, self.t_max = float(meta["t_min"]), float(meta["t_max"])
         self.schedule = head_net(sched, head_inputs(sched))
+        self._run_flag = head_inputs(sched) - len(self.schedule_features)  # run-level: the "decided" column, or none
+        self._fixed_first = float(sched.get("first_temperature") or 0.0)  # run-level: a fixed first-epoch T
         mod = meta.get("modulator")
         self.instance_features: list[str] = list(mod["features"]) if mod else []
         self.max_multiplier = float(mod["max_multiplier"]) if mod else 1.0
@@ -176,17 +178,16 @@ class TemperaturePolicy(nn.Module):
     def first_temperature(self) -> float:
         """A run-level head's temperature for the first epoch: fixed (``"first_temperature"``), or its
         first output on an all-zero input."""
-        if self.meta["schedule"].get("first_temperature"):
-            return float(self.meta["schedule"]["first_temperature"])
-        obs = torch.zeros(1, head_inputs(self.meta["schedule"]), device=next(self.schedule.parameters()).device)
+        if self._fixed_first:
+            return self._fixed_first
+        obs = torch.zeros(1, self._run_flag + len(self.schedule_features), device=next(self.schedule.parameters()).device)
         return float(action_to_temperature(self.schedule(obs)[0, 0].cpu(), self.t_min, self.t_max))
 
     @torch.no_grad()
     def run_actions(self, state: GlobalState) -> torch.Tensor:
         """A run-level head's decision (a_start, a_end), (2,) on the CPU, from the state at the start
         of the second epoch (see :func:`run_temperature`)."""
-        flag = torch.ones(head_inputs(self.meta["schedule"]) - len(self.schedule_features))
-        obs = torch.cat([flag, global_features(self.schedule_features, state)])[None]
+        obs = torch.cat([torch.ones(self._run_flag), global_features(self.schedule_features, state)])[None]
         return self.schedule(obs.to(next(self.schedule.parameters()).device))[0].cpu()
 
     def run_state_temperature(self, decided: torch.Tensor | None, state: GlobalState | None) -> tuple[float, torch.Tensor | None]:
