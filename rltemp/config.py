@@ -171,6 +171,10 @@ class EnvConfig:
     run_features: list[str] = field(default_factory=lambda: ["last_val_acc"])
     # > 0: the first epoch of a run-level policy runs at this temperature (not a decision); 0: the policy chooses it
     run_first_temperature: float = 0.0
+    # > 0: decide the whole schedule once, before the first epoch, from a probe — a throwaway copy of the
+    # student distilled for this fraction of an epoch at run_probe_temperature (Distiller.probe); 0: no probe
+    run_probe: float = 0.0
+    run_probe_temperature: float = 4.0
     # reward the gain over this SPEC's run of the same student (computed once per student, cached); "": raw gain
     reward_reference: str = "fixed:4"
     # observed by the critic only (training-time information the deployed policy never needs):
@@ -214,6 +218,13 @@ class EnvConfig:
         if self.run_first_temperature and not self.t_min <= self.run_first_temperature <= self.t_max:
             raise ConfigError(f"{path}.run_first_temperature must be 0 (chosen by the policy) or lie in [t_min, t_max], "
                               f"got {self.run_first_temperature}")
+        if not 0.0 <= self.run_probe <= 1.0:
+            raise ConfigError(f"{path}.run_probe must be 0 (no probe) or a fraction of one epoch in (0, 1], got {self.run_probe}")
+        if self.run_probe and self.run_first_temperature:
+            raise ConfigError(f"{path}.run_probe and {path}.run_first_temperature exclude each other: with a probe the "
+                              "policy decides every epoch's temperature, the first included")
+        if not self.t_min <= self.run_probe_temperature <= self.t_max:
+            raise ConfigError(f"{path}.run_probe_temperature must lie in [t_min, t_max], got {self.run_probe_temperature}")
         if self.credit_rank < 0:
             raise ConfigError(f"{path}.credit_rank must be >= 0 (0: exact), got {self.credit_rank}")
         if self.base_policy and self.pair:

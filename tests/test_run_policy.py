@@ -283,3 +283,175 @@ def test_fixed_first_temperature_makes_one_decision_per_run(tmp_path):
     obs, _ = env.reset(options={"student_seed": 7, "student": 0})
     *_, info = env.step(policy.schedule(torch.from_numpy(obs)[None])[0].numpy())
     assert res["schedule"] == pytest.approx(info["temperatures"], rel=1e-5) and res["schedule"][0] == 1.5
+
+
+def test_a_probe_looks_at_a_copy_and_leaves_the_run_alone():
+    """Distiller.probe distils a throwaway copy from the given weights with the run's seed: the
+    result equals the first steps of a fixed-T run of the same student, and neither the student, its
+    optimiser, its batch order nor the global random state moves."""
+    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
+    from rltemp.kd.trainer import Distiller, evaluate
+
+    cfg = load_config("envs/mnist1d.yaml", RUN_TINY)
+    data, device, _ = prepare(cfg.with_temperature("ce"))
+    teacher = get_teacher(cfg, data, device)
+
+    def fresh() -> Distiller:
+        return Distiller(cfg.distill, data, build_student_model(cfg, data, 3), teacher, seed=3, external_temperature=True)
+
+    d = fresh()
+    initial = {k: v.clone() for k, v in d.student.state_dict().items()}
+    gen, rng = d.generator.get_state(), torch.random.get_rng_state()
+    acc, loss_ema = d.probe(0.5, 2.5)
+    assert all(torch.equal(v, initial[k]) for k, v in d.student.state_dict().items())
+    assert torch.equal(d.generator.get_state(), gen) and torch.equal(torch.random.get_rng_state(), rng)
+    assert d.step_count == 0 and not d.optimizer.state
+    # by hand: the same student, half an epoch at T = 2.5, then the full validation split
+    ref = fresh()
+    for i, (x, y, idx) in enumerate(ref.epoch_batches()):
+        if i == ref.steps_per_epoch // 2:
+            break
+        ref.train_step(x, y, idx, temperature=2.5)
+    assert (acc, loss_ema) == (evaluate(ref.student, data.val, data)[0], ref.loss_ema)
+    # from other weights (the ones a run started with, after it has trained): the same look
+    d.train_step(*next(iter(d.epoch_batches())), temperature=4.0)
+    assert d.probe(0.5, 2.5, initial=initial) == (acc, loss_ema)
+    with pytest.raises(ValueError, match=r"a probe runs for a fraction of one epoch, in \(0, 1\], got 1.5"):
+        d.probe(1.5, 2.5)
+
+
+@pytest.fixture(scope="module")
+def probe_policy(tmp_path_factory, _cache):
+    from rltemp.agents.train import train_policy
+
+    out = tmp_path_factory.mktemp("probe-policy")
+    over = [*RUN_TINY, "env.run_probe=0.5", "env.run_probe_temperature=3"]
+    train_policy(load_config("envs/mnist1d.yaml", over), load_agent("agents/ppo-run.yaml", ["agent.episodes=6"]),
+                 out=out, progress=False, jobs=1)
+    return out, over
+
+
+def test_probe_policy_decides_every_epoch_from_the_probe(probe_policy):
+    """env.run_probe: reset observes the probe's features, the one decision sets every epoch (the
+    first included), the return is the per-epoch env's for the same temperatures, and the export
+    is SB3's actor on that observation."""
+    from stable_baselines3 import PPO
+
+    from rltemp.envs.run_env import KDRunScheduleEnv
+    from rltemp.envs.schedule_env import KDScheduleEnv
+
+    out, over = probe_policy
+    env = KDRunScheduleEnv("envs/mnist1d.yaml", over)
+    obs, _ = env.reset(options={"student_seed": 5, "student": 0})
+    acc, _ = env.distiller.probe(0.5, 3.0)
+    assert env.steps == 1 and obs.tolist() == [pytest.approx(acc)] and env.distiller.step_count == 0
+    decision = np.array([0.7, -0.8], np.float32)
+    _, ret, term, _, info = env.step(decision)
+    assert term and info["temperatures"] == pytest.approx([run_temperature(torch.tensor(decision), k / 4, 1, 10)
+                                                           for k in range(4)])
+    per_epoch = KDScheduleEnv("envs/mnist1d.yaml", RUN_TINY)
+    per_epoch.reset(options={"student_seed": 5, "student": 0})
+    rewards = [per_epoch.step(np.array([2 * np.log(t) / np.log(10) - 1], np.float32))[1] for t in info["temperatures"]]
+    assert ret == pytest.approx(sum(rewards), abs=1e-4)
+
+    policy = load_policy(out)
+    meta = policy.meta["schedule"]
+    assert meta["probe"] == {"epochs": 0.5, "temperature": 3.0} and policy.probe == (0.5, 3.0)
+    assert policy.schedule.net[0].weight.shape[1] == 1  # the probe's accuracy, no flag
+    with pytest.raises(RltempError, match="decides every epoch, the first included, from a probe"):
+        policy.first_temperature()
+    model = PPO.load(out / "schedule.zip", device="cpu")
+    raw = np.array([[0.02], [0.1], [0.4]], np.float32)
+    mean, std = np.array(meta["normalize_obs"]["mean"]), np.array(meta["normalize_obs"]["std"])
+    a, _ = model.predict(((raw - mean) / std).astype(np.float32), deterministic=True)
+    assert np.allclose(policy.schedule(torch.from_numpy(raw)).numpy(), np.clip(a, -1, 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("student", [[], ["student.model=cnn1d", "student.options={channels: 4}"]])
+def test_probe_policy_transfers_as_the_env_and_the_controller_decide(probe_policy, tmp_path, student):
+    """-T policy:DIR probes the unseen student itself and then runs what the env runs with the
+    policy's action on the same student; the controller, told the probe's result, agrees."""
+    import rltemp
+    from rltemp.envs.run_env import KDRunScheduleEnv
+    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare, run_distill
+    from rltemp.kd.trainer import Distiller
+
+    out, over = probe_policy
+    policy = load_policy(out)
+    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, *student, f"distill.temperature=policy:{out}", "seed=7"])
+    res = run_distill(cfg, out=tmp_path / "d", progress=False)
+    env = KDRunScheduleEnv("envs/mnist1d.yaml", [*over, *student])
+    obs, _ = env.reset(options={"student_seed": 7, "student": 0})
+    *_, info = env.step(policy.schedule(torch.from_numpy(obs)[None])[0].numpy())
+    assert res["schedule"] == pytest.approx(info["temperatures"], rel=1e-5)
+    assert res["val_acc"] == pytest.approx(info["val_acc"])  # the probe did not disturb the run
+
+    data, device, strategy = prepare(cfg)
+    d = Distiller(cfg.distill, data, build_student_model(cfg, data, 7), get_teacher(cfg, data, device), strategy, seed=7)
+    ctl = rltemp.TemperatureController.load(out)
+    assert ctl.probe == {"epochs": 0.5, "temperature": 3.0}
+    x, y, idx = next(iter(d.epoch_batches()))
+    zs, zt = d.forward_batch(x, idx)
+    with pytest.raises(RuntimeError, match=r"decides from a probe: distil a copy of your student for 0.5 of an epoch at T = 3"):
+        ctl(zs, zt, y, 0.0)
+    ctl.observe_probe(val_acc=float(obs[0]))
+    seen = []
+    for _ in range(4):
+        seen.append(float(ctl(zs, zt, y, d.progress)[0]))
+        d.run_epoch()
+        ctl.observe(val_acc=d.last_val_acc)
+    assert seen == pytest.approx(res["schedule"], rel=1e-6)
+
+
+def test_probe_decision_survives_a_resume_without_probing_again(probe_policy, monkeypatch):
+    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
+    from rltemp.kd.trainer import Distiller
+
+    out, _ = probe_policy
+    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, f"distill.temperature=policy:{out}", "seed=2"])
+
+    def distiller() -> Distiller:
+        data, device, strategy = prepare(cfg)
+        return Distiller(cfg.distill, data, build_student_model(cfg, data, 2), get_teacher(cfg, data, device), strategy,
+                         seed=2)
+
+    a = distiller()
+    temps = [a.run_epoch().extra["policy/schedule_temperature"] for _ in range(2)]
+    state = a.state_dict()
+    assert torch.isfinite(state["strategy"]["run_decision"]).all()
+    monkeypatch.setattr(Distiller, "probe", lambda *a, **k: pytest.fail("a resumed run probed again"))
+    b = distiller()
+    b.load_state_dict(state)
+    temps_b = temps + [b.run_epoch().extra["policy/schedule_temperature"] for _ in range(2)]
+    temps_a = temps + [a.run_epoch().extra["policy/schedule_temperature"] for _ in range(2)]
+    assert temps_b == temps_a
+
+
+@pytest.mark.parametrize("override, message", [
+    ("env.run_probe=1.5", r"env.run_probe must be 0 \(no probe\) or a fraction of one epoch in \(0, 1\], got 1.5"),
+    (["env.run_probe=1", "env.run_first_temperature=2"], "env.run_probe and env.run_first_temperature exclude each other"),
+    ("env.run_probe_temperature=0.5", r"env.run_probe_temperature must lie in \[t_min, t_max\], got 0.5"),
+])
+def test_bad_probe_settings_name_the_field(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("envs/mnist1d.yaml", [*RUN_TINY, *(override if isinstance(override, list) else [override])])
+
+
+def test_init_temperature_per_output_starts_a_run_head_at_a_schedule():
+    """agent.policy.init_temperature=[T_start, T_end]: the run-level head's mean action starts at that
+    schedule on every observation; a count that does not match the head's outputs names the field."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from rltemp.agents.train import _schedule_env_factory, build_model
+
+    venv = DummyVecEnv([_schedule_env_factory(load_config("envs/mnist1d.yaml", RUN_TINY).to_dict(), [], decision="run")])
+    for extra in ([], ["agent.policy.tanh_mean=true"]):
+        agent = load_agent("agents/ppo-run.yaml", ["agent.policy.init_temperature=[6, 1.5]", *extra])
+        model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=4)
+        obs = np.random.default_rng(0).uniform(0, 1, (32, 2)).astype(np.float32)
+        a, _ = model.predict(obs, deterministic=True)
+        t = action_to_temperature(torch.from_numpy(a), 1.0, 10.0)
+        assert torch.allclose(t, torch.tensor([6.0, 1.5]).expand_as(t), atol=0.15), extra
+    agent = load_agent("agents/ppo-run.yaml", ["agent.policy.init_temperature=[6, 1.5, 1]"])
+    with pytest.raises(ConfigError, match=r"agent.policy.init_temperature has 3 values; this policy's head has 2 output"):
+        build_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=4)

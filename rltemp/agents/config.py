@@ -40,8 +40,9 @@ class PolicyNetConfig:
     net_arch: list[int] = field(default_factory=lambda: [32, 32])
     activation: str = "tanh"
     log_std_init: float = -1.0
-    # start the head's mean action here (schedule: this temperature; None: the action 0, i.e. sqrt(t_min * t_max))
-    init_temperature: float | None = None
+    # start the head's mean action here (schedule: this temperature; None: the action 0, i.e. sqrt(t_min * t_max));
+    # a list gives one temperature per output (a run-level head: [T_start, T_end])
+    init_temperature: float | list[float] | None = None
     # PPO / A2C: bound the Gaussian's mean by tanh, so it cannot leave the action box (rltemp.agents.policies)
     tanh_mean: bool = False
     # schedule head: standardise the observation by running mean / std (SB3's VecNormalize) while training;

@@ -149,17 +149,23 @@ def build_model(algo: str, net: PolicyNetConfig, hyperparams: dict[str, Any], ve
     return model
 
 
-def init_mean_action(model: Any, algo: str, temperature: float, t_min: float, t_max: float, tanh: bool = False) -> None:
+def init_mean_action(model: Any, algo: str, temperature: float | list[float], t_min: float, t_max: float,
+                     tanh: bool = False) -> None:
     """Shrink the action head's weights and set its bias so that the mean action maps to
-    ``temperature`` everywhere (the exploration noise stays as configured); ``tanh``: the head's
-    output passes through tanh (SAC, ``tanh_mean``)."""
-    if not t_min <= temperature <= t_max:
-        raise RltempError(f"agent.policy.init_temperature={temperature} lies outside [t_min, t_max] = [{t_min}, {t_max}]")
-    a = temperature_to_action(temperature, t_min, t_max)
+    ``temperature`` everywhere (one per output when a list; the exploration noise stays as
+    configured); ``tanh``: the head's output passes through tanh (SAC, ``tanh_mean``)."""
     head = model.policy.actor.mu if algo == "sac" else model.policy.action_net
+    temps = [float(t) for t in temperature] if isinstance(temperature, list) else [float(temperature)] * head.bias.numel()
+    if len(temps) != head.bias.numel():
+        raise ConfigError(f"agent.policy.init_temperature has {len(temps)} values; this policy's head has "
+                          f"{head.bias.numel()} output(s): give one number, or one per output")
+    for t in temps:
+        if not t_min <= t <= t_max:
+            raise RltempError(f"agent.policy.init_temperature={t} lies outside [t_min, t_max] = [{t_min}, {t_max}]")
+    a = np.array([temperature_to_action(t, t_min, t_max) for t in temps])
     with torch.no_grad():
         head.weight.mul_(0.01)
-        head.bias.fill_(float(np.arctanh(np.clip(a, -0.999, 0.999))) if tanh else a)
+        head.bias.copy_(torch.as_tensor(np.arctanh(np.clip(a, -0.999, 0.999)) if tanh else a, dtype=head.bias.dtype))
 
 
 # --------------------------------------------------------------------------- environments
@@ -232,7 +238,7 @@ class ScheduleHistory(BaseCallback):
         if np.shape(det)[-1] == 2:  # a run-level decision (rltemp/KDRunSchedule-v0)
             from rltemp.envs.run_env import run_schedule
 
-            t_det = run_schedule(det, len(ep["t"]), env.t_min, env.t_max, env.run_first_temperature)
+            t_det = run_schedule(det, len(ep["t"]), env.t_min, env.t_max, env.run_first_temperature, env.run_probe > 0)
         else:
             t_det = action_to_temperature(torch.as_tensor(det).reshape(-1), env.t_min, env.t_max).tolist()
         rec = {"episode": len(self.episodes) + 1, "student_seed": info["student_seed"],
@@ -256,6 +262,7 @@ class ScheduleHistory(BaseCallback):
                 k = rec["student_index"]
                 for name, value in rec["decision_features"].items():
                     self.writer.add_scalar(f"train_schedule/student_{k}/{name}", value, n)
+                self.writer.add_scalar(f"train_schedule/student_{k}/T_first_epoch_deterministic", t_det[0], n)
                 self.writer.add_scalar(f"train_schedule/student_{k}/T_second_epoch_deterministic", t_det[1], n)
                 self.writer.add_scalar(f"train_schedule/student_{k}/T_last_epoch_deterministic", t_det[-1], n)
                 self.writer.add_scalar(f"train_schedule/student_{k}/episode_return", rec["return"], n)
@@ -386,6 +393,8 @@ def policy_meta(cfg: Config, agent: AgentConfig, modulator: bool, extra: dict[st
                                   decision=agent.decision, reward=env.reward, reward_reference=env.reward_reference,
                                   **({"first_temperature": env.run_first_temperature}
                                      if agent.decision == "run" and env.run_first_temperature else {}),
+                                  **({"probe": {"epochs": env.run_probe, "temperature": env.run_probe_temperature}}
+                                     if agent.decision == "run" and env.run_probe else {}),
                                   **({"critic_features": list(env.critic_features)} if env.critic_features else {})),
         "modulator": describe_head(agent.algo, env.features, agent.modulator.policy.net_arch,
                                    agent.modulator.policy.activation, max_multiplier=env.max_multiplier,

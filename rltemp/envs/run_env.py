@@ -18,6 +18,14 @@ With ``env.run_first_temperature`` > 0 the first epoch runs at that temperature 
 of ``reset`` (its reward is added to the decision's): an episode is then one decision, a contextual
 bandit, and the observation is the features alone (no flag).
 
+With ``env.run_probe`` > 0 the policy looks before it leaps: ``reset`` distils a throwaway copy of
+the fresh student for that fraction of an epoch at ``env.run_probe_temperature``
+(:meth:`~rltemp.kd.trainer.Distiller.probe`; same initial weights, batch order and learning rate as
+the run) and observes the features of the copy's state (its validation accuracy, ...; progress 0).
+The one decision (a_start, a_end) then sets every epoch's temperature, the first included, and
+``step`` runs the whole run: one decision per run, made knowing how fast this student learns. The
+probe costs that fraction of one epoch per run (in training it is cached per student and seed).
+
 Rewards are those of :class:`~rltemp.envs.schedule_env.KDScheduleEnv` (the epochs' validation gains,
 over the reference run with ``env.reward_reference``), summed over the epochs each step runs; the
 same Distiller, students, seeds and reference cache. ``info`` adds ``temperatures`` (every epoch
@@ -36,15 +44,19 @@ import torch
 from rltemp.envs.base import observation_box
 from rltemp.envs.schedule_env import KDScheduleEnv
 from rltemp.errors import ConfigError
-from rltemp.kd.features import GLOBAL_FEATURES, check_features, global_features
+from rltemp.kd.features import GLOBAL_FEATURES, GlobalState, check_features, global_features
 from rltemp.kd.policy import action_to_temperature, run_action, run_temperature, temperature_to_action
 
 
-def run_schedule(actions: Any, epochs: int, t_min: float, t_max: float, first: float = 0.0) -> list[float]:
+def run_schedule(actions: Any, epochs: int, t_min: float, t_max: float, first: float = 0.0,
+                 probe: bool = False) -> list[float]:
     """The temperatures of every epoch for a run's decisions ``actions``: (2, 2), the first epoch's
-    then (a_start, a_end); or, with a fixed ``first`` temperature, (1, 2), (a_start, a_end) alone.
-    Epoch k sits at progress k / epochs (equal batches per epoch)."""
+    then (a_start, a_end); or, with a fixed ``first`` temperature, (1, 2), (a_start, a_end) alone;
+    or, decided from a ``probe``, (1, 2) that sets every epoch. Epoch k sits at progress k / epochs
+    (equal batches per epoch)."""
     a = torch.as_tensor(np.asarray(actions, np.float32)).reshape(-1, 2)
+    if probe:
+        return [run_temperature(a[-1], k / epochs, t_min, t_max) for k in range(epochs)]
     if not first:
         first = float(action_to_temperature(a[0, :1], t_min, t_max)[0])
     rest = [run_temperature(a[-1], k / epochs, t_min, t_max) for k in range(1, epochs)]
@@ -58,7 +70,9 @@ class KDRunScheduleEnv(KDScheduleEnv):
             raise ConfigError("env.critic_features: the run-level schedule env has no critic-only columns")
         self.features = check_features(list(self.ecfg.run_features), "env.run_features", GLOBAL_FEATURES)
         self.first_temperature = float(self.ecfg.run_first_temperature)  # 0: the policy chooses it
-        self.flag = 0 if self.first_temperature else 1  # the "decided" column in front of the features
+        self.probe = float(self.ecfg.run_probe)  # > 0: one decision for every epoch, from a probe
+        self.flag = 0 if self.first_temperature or self.probe else 1  # the "decided" column in front of the features
+        self._probes: dict[tuple[int, int], GlobalState] = {}
         self.steps = 1 + self.flag  # decisions per episode
         if self.cfg.distill.epochs < 2:
             raise ConfigError(f"distill.epochs must be >= 2 for a run-level decision (one epoch to observe, then "
@@ -72,9 +86,21 @@ class KDRunScheduleEnv(KDScheduleEnv):
             return np.zeros(self.observation_space.shape, np.float32)
         return np.concatenate([[1.0] * self.flag, global_features(self.features, self._state()).numpy()]).astype(np.float32)
 
+    def probe_state(self) -> GlobalState:
+        """The state the probe of this episode's fresh student reaches (cached per architecture and seed)."""
+        key = (self.student_index, self.student_seed)
+        if key not in self._probes:
+            acc, loss_ema = self.distiller.probe(self.probe, self.ecfg.run_probe_temperature)
+            self._probes[key] = GlobalState(0.0, acc, loss_ema)
+        return self._probes[key]
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: ANN201
         _, info = super().reset(seed=seed, options=options)
         self._stage, self._carried, self._first = 0, 0.0, []
+        if self.probe:  # look first, then one decision for the whole run
+            self._stage = 1
+            self._decided_on = global_features(self.features, self.probe_state()).numpy().astype(np.float32)
+            return self._decided_on, info
         if self.first_temperature:  # the first epoch is not a decision: run it now, carry its reward
             a0 = np.array([temperature_to_action(self.first_temperature, self.ecfg.t_min, self.ecfg.t_max)], np.float32)
             _, self._carried, *_, epoch0 = super().step(a0)

@@ -19,7 +19,11 @@ logits of each batch. Without validation accuracy the schedule is decided once, 
 unless you call :meth:`decide` yourself (e.g. every epoch); a policy whose schedule observes only
 ``progress`` needs nothing else. A run-level policy (``"decision": "run"``) sets the first
 epoch's temperature before any validation accuracy is reported, decides its whole schedule at the
-first call after the first ``observe(val_acc=...)``, and from then on reads only ``progress``. Works for any number of classes and architecture, on CPU and CUDA,
+first call after the first ``observe(val_acc=...)``, and from then on reads only ``progress``. A
+run-level policy that decides from a probe (:attr:`probe` is not None) decides its whole schedule,
+the first epoch included, from what you report with :meth:`observe_probe`: distil a copy of your
+student for ``probe["epochs"]`` of an epoch at ``probe["temperature"]``, validate it, report, and
+throw the copy away (``rltemp distill`` does this itself). Works for any number of classes and architecture, on CPU and CUDA,
 for float32 and bfloat16 logits. Plain torch: importing it loads neither gymnasium nor SB3.
 """
 
@@ -56,6 +60,23 @@ class TemperatureController:
         """What the policy observes: the schedule's global features and the modulator's per-instance ones."""
         return {"schedule": list(self.policy.schedule_features), "instance": list(self.policy.instance_features)}
 
+    @property
+    def probe(self) -> dict[str, float] | None:
+        """For a policy that decides from a probe: ``{"epochs": ..., "temperature": ...}``, the probe
+        to run before training (see :meth:`observe_probe`); None for every other policy."""
+        return None if self.policy.probe is None else dict(zip(("epochs", "temperature"), self.policy.probe, strict=True))
+
+    def observe_probe(self, val_acc: float, loss_ema: float = 0.0) -> None:
+        """Report the probe (see :attr:`probe`): the validation accuracy in [0, 1] of the copy of your
+        student after it, and its training loss's moving average; the policy decides its schedule now."""
+        if self.policy.probe is None:
+            raise ValueError("this policy decides without a probe; report validation accuracy with observe(val_acc=...)")
+        val_acc = float(val_acc)
+        if not 0.0 <= val_acc <= 1.0:
+            raise ValueError(f"observe_probe(val_acc=...) must be an accuracy in [0, 1], got {val_acc}")
+        self._run = self.policy.run_actions(GlobalState(0.0, val_acc, float(loss_ema)))
+        self._due = True
+
     def observe(self, val_acc: float | None = None, loss: float | None = None) -> None:
         """Report global state: a step's training ``loss`` (updates the moving average, as the
         Distiller does after every step) and/or the validation accuracy in [0, 1] after an epoch
@@ -77,7 +98,13 @@ class TemperatureController:
     def decide(self, progress: float) -> float:
         """Decide the schedule temperature now (from ``progress`` and the observed state) and return it."""
         state = GlobalState(progress, self.last_val_acc, self.loss_ema)
-        if self.policy.decision == "run":
+        if self.policy.probe is not None:
+            if self._run is None:
+                e, t = self.policy.probe
+                raise RuntimeError(f"this policy decides from a probe: distil a copy of your student for {e:g} of an epoch "
+                                   f"at T = {t:g}, validate it, and call observe_probe(val_acc=...) before the first batch")
+            self.temperature, _ = self.policy.run_state_temperature(self._run, state)
+        elif self.policy.decision == "run":
             self.temperature, self._run = self.policy.run_state_temperature(self._run, state if self._validated else None)
         else:
             self.temperature = self.policy.schedule_temperature(state)

@@ -18,6 +18,10 @@ This module is plain torch (no gymnasium, no stable-baselines3), so a policy tra
   geometric schedule from T(a_start) toward T(a_end). One decision per student run is a contextual
   bandit; its credit is the whole run's gain, undiluted by thirty per-epoch decisions. With a fixed
   first temperature (``"first_temperature": T_0``) the head reads the features alone and decides once.
+  With a probe (``"probe": {"epochs": e, "temperature": T_p}``) it also decides once, before the
+  first epoch, from the features of a throwaway copy of the student distilled for e of an epoch at
+  T_p (:meth:`~rltemp.kd.trainer.Distiller.probe`), and (a_start, a_end) sets every epoch, the first
+  included: the policy sees how fast this student learns before it sets any temperature.
 - ``m_i``: the optional *modulator*, per instance, from the instance's features f_i (teacher and
   student probabilities, margin, ...): log m_i = μ · (b_i − mean_batch b), b_i ∈ [-1, 1] the
   modulator's action and μ = log(max_multiplier). Centring in log space keeps T_sched the geometric
@@ -128,8 +132,10 @@ def head_net(head: dict[str, Any], obs_dim: int) -> ActorNet:
 
 def head_inputs(head: dict[str, Any]) -> int:
     """Width of a head's input: its features, plus the "decided" flag in front of a run-level head's
-    (none when its first temperature is fixed, ``"first_temperature"``: it then decides once)."""
-    return len(head["features"]) + (1 if head.get("decision") == "run" and not head.get("first_temperature") else 0)
+    (none when it decides once: its first temperature is fixed, ``"first_temperature"``, or it
+    decides from a probe, ``"probe"``)."""
+    once = head.get("first_temperature") or head.get("probe")
+    return len(head["features"]) + (1 if head.get("decision") == "run" and not once else 0)
 
 
 def run_action(actions: torch.Tensor, progress: float) -> torch.Tensor:
@@ -158,6 +164,8 @@ class TemperaturePolicy(nn.Module):
         self.schedule = head_net(sched, head_inputs(sched))
         self._run_flag = head_inputs(sched) - len(self.schedule_features)  # run-level: the "decided" column, or none
         self._fixed_first = float(sched.get("first_temperature") or 0.0)  # run-level: a fixed first-epoch T
+        probe = sched.get("probe")  # run-level: decide once, from a probe of the student
+        self.probe: tuple[float, float] | None = (float(probe["epochs"]), float(probe["temperature"])) if probe else None
         mod = meta.get("modulator")
         self.instance_features: list[str] = list(mod["features"]) if mod else []
         self.max_multiplier = float(mod["max_multiplier"]) if mod else 1.0
@@ -177,7 +185,11 @@ class TemperaturePolicy(nn.Module):
     @torch.no_grad()
     def first_temperature(self) -> float:
         """A run-level head's temperature for the first epoch: fixed (``"first_temperature"``), or its
-        first output on an all-zero input."""
+        first output on an all-zero input. (A head that decides from a probe has none of its own:
+        its decision sets the first epoch too.)"""
+        if self.probe:
+            raise RltempError("this policy decides every epoch, the first included, from a probe of the student: "
+                              "use run_actions(probe_state)")
         if self._fixed_first:
             return self._fixed_first
         obs = torch.zeros(1, self._run_flag + len(self.schedule_features), device=next(self.schedule.parameters()).device)
@@ -186,7 +198,7 @@ class TemperaturePolicy(nn.Module):
     @torch.no_grad()
     def run_actions(self, state: GlobalState) -> torch.Tensor:
         """A run-level head's decision (a_start, a_end), (2,) on the CPU, from the state at the start
-        of the second epoch (see :func:`run_temperature`)."""
+        of the second epoch, or the probe's state (see :func:`run_temperature`)."""
         obs = torch.cat([torch.ones(self._run_flag), global_features(self.schedule_features, state)])[None]
         return self.schedule(obs.to(next(self.schedule.parameters()).device))[0].cpu()
 
@@ -295,8 +307,9 @@ class PolicyStrategy(TemperatureStrategy):
     At the start of each epoch the schedule head reads the Distiller's global state (exactly what
     the environment observes); each step, the modulator (if any) reads the batch's features from
     the logits the step already has. A run-level head decides at the starts of the first and second
-    epochs and keeps its decision in the buffer ``run_decision`` (so a resumed run goes on with it).
-    Works for any architecture, seed, dataset or batch size.
+    epochs (or, with a probe, once, at the run's first step, from a probe of the student's initial
+    weights) and keeps its decision in the buffer ``run_decision`` (so a resumed run goes on with
+    it, without probing again). Works for any architecture, seed, dataset or batch size.
     """
 
     def __init__(self, path: str) -> None:
@@ -310,6 +323,8 @@ class PolicyStrategy(TemperatureStrategy):
 
     def attach(self, distiller: Any) -> None:
         self._distiller = distiller
+        if self.policy.probe:  # the weights the student starts with, for the probe at the first step
+            self._initial = {k: v.detach().clone() for k, v in distiller.student.state_dict().items()}
 
     def parameters(self, recurse: bool = True):  # noqa: ANN201 - frozen: nothing for the optimiser
         return iter(())
@@ -325,12 +340,28 @@ class PolicyStrategy(TemperatureStrategy):
             self.t_sched = self.policy.schedule_temperature(state)
             return
         decided = None if bool(torch.isnan(self.run_decision).any()) else self.run_decision
+        if self.policy.probe:  # decided at the first step (forward), from the probe
+            self._epoch_progress = state.progress
+            self.t_sched = math.nan if decided is None else run_temperature(decided, state.progress, self.policy.t_min,
+                                                                              self.policy.t_max)
+            return
         self.t_sched, decided = self.policy.run_state_temperature(decided, state if epoch > 0 else None)
         if decided is not None:
             self.run_decision.copy_(decided)
 
+    def _decide_from_probe(self) -> None:
+        d = self._distiller
+        epochs, temperature = self.policy.probe
+        acc, loss_ema = d.probe(epochs, temperature, initial=self._initial)
+        self.run_decision.copy_(self.policy.run_actions(GlobalState(0.0, acc, loss_ema)))
+        self.t_sched = run_temperature(self.run_decision, self._epoch_progress, self.policy.t_min, self.policy.t_max)
+
     @torch.no_grad()
     def forward(self, teacher_logits, student_logits, labels, progress):  # noqa: ANN001, ANN201
+        if math.isnan(self.t_sched):
+            if self._distiller is None or not self.policy.probe:
+                raise RltempError("the policy has not decided a temperature: attach it to a Distiller first")
+            self._decide_from_probe()
         if self.policy.modulator is None:
             return torch.full((student_logits.shape[0],), self.t_sched, device=student_logits.device)
         s = self._state(progress)

@@ -145,8 +145,8 @@ LAYOUT = {
             ["Multiline", [r"^train_schedule/T_(first|middle|last)_epoch_deterministic$"]],
         "episode return (gain over the reference, in val-accuracy points)": ["Multiline", [r"^train_schedule/episode_return$"]],
         "critic: explained variance": ["Multiline", [r"^train/explained_variance$"]],
-        "run-level policy, per kind of student: second- and last-epoch temperature it would choose":
-            ["Multiline", [r"^train_schedule/student_\d+/T_(second|last)_epoch_deterministic$"]],
+        "run-level policy, per kind of student: first-, second- and last-epoch temperature it would choose":
+            ["Multiline", [r"^train_schedule/student_\d+/T_(first|second|last)_epoch_deterministic$"]],
         "run-level policy, per kind of student: what the decision read, and the return":
             ["Multiline", [r"^train_schedule/student_\d+/(last_val_acc|recent_loss|progress|episode_return)$"]],
     },
@@ -186,7 +186,8 @@ def sensitivity_figure(policy: Any, rows: torch.Tensor | None = None, title: str
     axes = axes.flatten()
     p = torch.linspace(0, 1, 31)
     others = [f for f in policy.schedule_features if f != "progress"]
-    levels = [0.1, 0.2, 0.3, 0.5, 0.8] if others else [None]
+    # run-level decisions read the accuracy early in the run (after a first epoch or a probe): lower levels
+    levels = ([0.02, 0.05, 0.1, 0.2, 0.4] if policy.decision == "run" else [0.1, 0.2, 0.3, 0.5, 0.8]) if others else [None]
     ax = axes[0]
     for v in levels:
         if policy.decision == "run":  # the decision after the first epoch, read at this level, then followed
@@ -198,7 +199,7 @@ def sensitivity_figure(policy: Any, rows: torch.Tensor | None = None, title: str
             with torch.no_grad():
                 t = action_to_temperature(policy.schedule(obs)[:, 0], policy.t_min, policy.t_max)
         ax.plot(p.numpy(), t.numpy(), label=f"{others[0]} = {v}" if v is not None else None)
-    if policy.decision == "run":
+    if policy.decision == "run" and not policy.probe:
         ax.plot([0.0], [policy.first_temperature()], "k*", label="first epoch")
     ax.set_yscale("log")
     ax.set_ylim(policy.t_min * 0.95, policy.t_max * 1.05)

@@ -144,6 +144,7 @@ class Distiller:
         params = list(self.student.parameters()) + (list(self.strategy.parameters()) if self.strategy else [])
         self.optimizer = make_optimizer(cfg, params)
         self.scheduler = make_scheduler(cfg, self.optimizer)
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.steps_per_epoch = len(data.train) // cfg.batch_size
         if self.steps_per_epoch == 0:
@@ -328,6 +329,33 @@ class Distiller:
         if self.strategy is not None and not self.done:
             self.strategy.on_epoch_start(self.epoch, self.cfg.epochs)
         return stats
+
+    def probe(self, epochs: float, temperature: float,
+              initial: dict[str, torch.Tensor] | None = None) -> tuple[float, float]:
+        """A look at how this student learns, without touching it: a copy of the student (with the
+        weights ``initial``, e.g. those it started with; default its current ones) is distilled at the
+        fixed ``temperature`` for ``epochs`` (in (0, 1]) of an epoch, with this run's seed — so the same
+        batch order and learning rate as this run's first steps — and then thrown away. Returns the
+        copy's full-validation accuracy and its training-loss moving average. Neither this Distiller
+        nor the global random state is changed (the copy has its own generator; ``fork_rng``)."""
+        if not 0.0 < epochs <= 1.0:
+            raise ValueError(f"a probe runs for a fraction of one epoch, in (0, 1], got {epochs}")
+        if self.teacher is None:
+            raise ValueError("a probe distils from the teacher: this Distiller has none")
+        student = copy.deepcopy(self.student)
+        if initial is not None:
+            student.load_state_dict(initial)
+        rng = torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
+        with rng, torch.enable_grad():  # (a strategy may probe from inside a no-grad forward)
+            twin = Distiller(self.cfg, self.data, student, self.teacher, seed=self.seed, device=self.device,
+                              external_temperature=True, teacher_cache=self.teacher_cache)
+            steps = max(1, round(epochs * twin.steps_per_epoch))
+            for x, y, idx in twin.epoch_batches():
+                twin.train_step(x, y, idx, temperature=temperature)
+                if twin.step_count >= steps:
+                    break
+            acc, _ = evaluate(twin.student, self.data.val, self.data)
+        return acc, twin.loss_ema
 
     def run_epoch(self) -> EpochStats:
         for x, y, idx in self.epoch_batches():
