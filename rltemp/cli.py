@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-policy", help="train a temperature policy with stable-baselines3",
                        description="Train a temperature policy across episodes of fresh students: the schedule "
                                    "head on rltemp/KDSchedule-v0 (one decision per epoch; with --agent agents/ppo-run.yaml on "
-                                   "rltemp/KDRunSchedule-v0: one schedule per run, from its first epoch), then, if "
+                                   "rltemp/KDRunSchedule-v0: one schedule per run, from its first epoch, or with env.run_probe=1 "
+                                   "from a probe of the student before the run), then, if "
                                    "agent.modulator.episodes > 0, a per-instance modulator on rltemp/KDTemperature-v0 "
                                    "(a decision per KD step) or rltemp/KDInstanceEpoch-v0 (agent.modulator.cadence=epoch). "
                                    "Writes policy.pt + policy.json (use with -T policy:RUN_DIR) and checkpoints "
