@@ -17,6 +17,17 @@ RUN_TINY = [*TINY, "distill.epochs=4"]
 AGENT_TINY = ["agent.episodes=6", "agent.episodes_per_rollout=1"]
 
 
+def policy_distiller(policy_dir, seed):
+    """A Distiller of the tiny config's student ``seed`` distilled with ``-T policy:policy_dir``."""
+    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
+    from rltemp.kd.trainer import Distiller
+
+    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, f"distill.temperature=policy:{policy_dir}", f"seed={seed}"])
+    data, device, strategy = prepare(cfg)
+    return Distiller(cfg.distill, data, build_student_model(cfg, data, seed), get_teacher(cfg, data, device), strategy,
+                     seed=seed)
+
+
 @pytest.fixture(scope="module")
 def run_policy(tmp_path_factory, _cache):
     from rltemp.agents.train import train_policy
@@ -124,23 +135,13 @@ def test_run_policy_transfers_as_the_env_and_the_controller_decide(run_policy, t
 def test_run_decision_survives_a_resume(run_policy):
     """The decision lives in the strategy's state (Distiller.state_dict): a run resumed after the
     decision goes on with it, even where the restored state would decide differently."""
-    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
-    from rltemp.kd.trainer import Distiller
-
     out, _ = run_policy
-    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, f"distill.temperature=policy:{out}", "seed=2"])
-
-    def distiller() -> Distiller:
-        data, device, strategy = prepare(cfg)
-        return Distiller(cfg.distill, data, build_student_model(cfg, data, 2), get_teacher(cfg, data, device), strategy,
-                         seed=2)
-
-    a = distiller()
+    a = policy_distiller(out, 2)
     temps = [a.run_epoch().extra["policy/schedule_temperature"] for _ in range(2)]
     state = a.state_dict()
     assert torch.isfinite(state["strategy"]["run_decision"]).all()
     state["last_val_acc"] = 0.99  # a decision made again from this state would differ
-    b = distiller()
+    b = policy_distiller(out, 2)
     b.load_state_dict(state)
     assert torch.equal(b.strategy.run_decision, a.strategy.run_decision)
     temps_b = temps + [b.run_epoch().extra["policy/schedule_temperature"] for _ in range(2)]
@@ -404,23 +405,15 @@ def test_probe_policy_transfers_as_the_env_and_the_controller_decide(probe_polic
 
 
 def test_probe_decision_survives_a_resume_without_probing_again(probe_policy, monkeypatch):
-    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
     from rltemp.kd.trainer import Distiller
 
     out, _ = probe_policy
-    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, f"distill.temperature=policy:{out}", "seed=2"])
-
-    def distiller() -> Distiller:
-        data, device, strategy = prepare(cfg)
-        return Distiller(cfg.distill, data, build_student_model(cfg, data, 2), get_teacher(cfg, data, device), strategy,
-                         seed=2)
-
-    a = distiller()
+    a = policy_distiller(out, 2)
     temps = [a.run_epoch().extra["policy/schedule_temperature"] for _ in range(2)]
     state = a.state_dict()
     assert torch.isfinite(state["strategy"]["run_decision"]).all()
     monkeypatch.setattr(Distiller, "probe", lambda *a, **k: pytest.fail("a resumed run probed again"))
-    b = distiller()
+    b = policy_distiller(out, 2)
     b.load_state_dict(state)
     temps_b = temps + [b.run_epoch().extra["policy/schedule_temperature"] for _ in range(2)]
     temps_a = temps + [a.run_epoch().extra["policy/schedule_temperature"] for _ in range(2)]
