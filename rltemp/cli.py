@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--select", default=None, metavar="CHARS",
                    help="show these classes (one character each, for datasets with class names, e.g. glyphs)")
 
-    sub.add_parser("list", help="list datasets, models and temperature strategies")
+    sub.add_parser("list", help="list datasets, models, temperature strategies and shipped policies")
     return parser
 
 
@@ -214,11 +214,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rltemp.envs.rewards import CALIBRATIONS, REWARDS
     from rltemp.kd import STRATEGIES
     from rltemp.kd.features import FEATURES
+    from rltemp.kd.policy import shipped_policies
     from rltemp.models import MODELS
 
     print(json.dumps({"datasets": DATASETS.names(), "models": MODELS.names(),
-                      "strategies": STRATEGIES.names() + ["ce"], "features": FEATURES.names(),
-                      "rewards": REWARDS.names(), "calibrations": CALIBRATIONS.names()}, indent=2))
+                      "strategies": STRATEGIES.names() + ["ce"], "shipped_policies": shipped_policies(),
+                      "features": FEATURES.names(), "rewards": REWARDS.names(),
+                      "calibrations": CALIBRATIONS.names()}, indent=2))
     return 0
 
 

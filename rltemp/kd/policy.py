@@ -234,6 +234,11 @@ def pretrained_roots() -> list[Path]:
     return list(dict.fromkeys(roots))
 
 
+def shipped_policies() -> list[str]:
+    """The names ``policy:NAME`` finds in :func:`pretrained_roots` (folders holding a ``policy.json``)."""
+    return sorted({d.name for r in pretrained_roots() if r.is_dir() for d in r.iterdir() if (d / "policy.json").exists()})
+
+
 def resolve_policy(path: str | Path) -> Path:
     """A policy's ``policy.json``: from a run folder, the file itself, or a shipped policy's name."""
     p = Path(path).expanduser()
@@ -245,9 +250,8 @@ def resolve_policy(path: str | Path) -> Path:
         for root in pretrained_roots():
             if (root / str(path) / "policy.json").exists():
                 return root / str(path) / "policy.json"
-    shipped = sorted({d.name for r in pretrained_roots() if r.is_dir() for d in r.iterdir() if (d / "policy.json").exists()})
     raise RltempError(f"policy {str(path)!r} not found: give a train-policy run folder, a policy.json, or the name "
-                      f"of a shipped policy ({', '.join(shipped) or 'none found'})")
+                      f"of a shipped policy ({', '.join(shipped_policies()) or 'none found'})")
 
 
 def load_policy(path: str | Path) -> TemperaturePolicy:
