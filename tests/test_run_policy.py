@@ -17,12 +17,12 @@ RUN_TINY = [*TINY, "distill.epochs=4"]
 AGENT_TINY = ["agent.episodes=6", "agent.episodes_per_rollout=1"]
 
 
-def policy_distiller(policy_dir, seed):
-    """A Distiller of the tiny config's student ``seed`` distilled with ``-T policy:policy_dir``."""
+def policy_distiller(policy_dir, seed, overrides=()):
+    """A Distiller of the tiny config's student ``seed`` (with ``overrides``) distilled with ``-T policy:policy_dir``."""
     from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
     from rltemp.kd.trainer import Distiller
 
-    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, f"distill.temperature=policy:{policy_dir}", f"seed={seed}"])
+    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, *overrides, f"distill.temperature=policy:{policy_dir}", f"seed={seed}"])
     data, device, strategy = prepare(cfg)
     return Distiller(cfg.distill, data, build_student_model(cfg, data, seed), get_teacher(cfg, data, device), strategy,
                      seed=seed)
@@ -97,8 +97,7 @@ def test_run_policy_transfers_as_the_env_and_the_controller_decide(run_policy, t
     import gymnasium
 
     import rltemp.envs  # noqa: F401
-    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare, run_distill
-    from rltemp.kd.trainer import Distiller
+    from rltemp.kd.pipeline import run_distill
 
     out, _ = run_policy
     policy = load_policy(out)
@@ -113,8 +112,7 @@ def test_run_policy_transfers_as_the_env_and_the_controller_decide(run_policy, t
     *_, info = env.step(policy.schedule(torch.from_numpy(obs)[None])[0].numpy())
     assert [*info0["temperatures"], *info["temperatures"]] == pytest.approx(sched, rel=1e-5)
     # the controller in a user's loop, fed the same validation accuracies and losses
-    data, device, strategy = prepare(cfg)
-    d = Distiller(cfg.distill, data, build_student_model(cfg, data, 7), get_teacher(cfg, data, device), strategy, seed=7)
+    d = policy_distiller(out, 7, student)
     ctl = rltemp.TemperatureController.load(out)
     seen = []
     while not d.done:
@@ -374,8 +372,7 @@ def test_probe_policy_transfers_as_the_env_and_the_controller_decide(probe_polic
     policy's action on the same student; the controller, told the probe's result, agrees."""
     import rltemp
     from rltemp.envs.run_env import KDRunScheduleEnv
-    from rltemp.kd.pipeline import build_student_model, get_teacher, prepare, run_distill
-    from rltemp.kd.trainer import Distiller
+    from rltemp.kd.pipeline import run_distill
 
     out, over = probe_policy
     policy = load_policy(out)
@@ -387,8 +384,7 @@ def test_probe_policy_transfers_as_the_env_and_the_controller_decide(probe_polic
     assert res["schedule"] == pytest.approx(info["temperatures"], rel=1e-5)
     assert res["val_acc"] == pytest.approx(info["val_acc"])  # the probe did not disturb the run
 
-    data, device, strategy = prepare(cfg)
-    d = Distiller(cfg.distill, data, build_student_model(cfg, data, 7), get_teacher(cfg, data, device), strategy, seed=7)
+    d = policy_distiller(out, 7, student)
     ctl = rltemp.TemperatureController.load(out)
     assert ctl.probe == {"epochs": 0.5, "temperature": 3.0}
     x, y, idx = next(iter(d.epoch_batches()))
