@@ -38,7 +38,7 @@ def main() -> None:
         return exact_alignment(delta, h, g_w, g_b, dtype=dtype, rank=rank)
 
     ie.alignment = record
-    cfg = load_config(a.preset, [*a.overrides, "env.calibration=influence", "env.credit_rank=0"])
+    cfg = load_config(a.preset, [*a.overrides, "env.credit_rank=0", "env.base_policy="])
     env = ie.KDInstanceEpochEnv(cfg)
     env.fill_teacher_cache()
     env.reset(options={"student_seed": a.seed, "student": 0})

@@ -1,18 +1,14 @@
 """Environment overhead against the plain Distiller, side by side in one process.
 
-    python benchmarks/env_overhead.py [envs/default.yaml] [key=value ...] [--steps 600] [--epochs 6] [--repeats 3]
+    python benchmarks/env_overhead.py [envs/default.yaml] [key=value ...] [--epochs 6] [--repeats 3]
 
 - ``rltemp/KDSchedule-v0`` (the policy's training env): ``--epochs`` env steps (one epoch each) at a
   constant action vs. the same number of plain ``Distiller.run_epoch()`` calls (training plus the
   per-epoch validation that both do) at the same T.
 - ``rltemp/KDInstanceEpoch-v0`` (online mode's env: a temperature per training instance, decided
-  once per epoch): ``--epochs`` env steps at a constant action, with ``influence`` credit (online
-  mode's), vs. the same plain epochs; the env adds the epoch's features over the training split,
-  the credit (one batched product) and the validation gradient.
-- ``rltemp/KDTemperature-v0`` (per-instance decisions per KD step, the modulator's env): ``--steps`` env steps
-  vs. as many plain ``train_step`` calls; the env adds its features, its validation-subset rewards
-  every ``env.reward_interval`` steps (with ``env.calibration``'s extra work) and the per-epoch
-  validation that the plain loop also does.
+  once per epoch): ``--epochs`` env steps at a constant action vs. the same plain epochs; the env
+  adds the epoch's features over the training split, the per-instance credit (one batched product)
+  and the validation gradient. (Run with ``env.base_policy=`` so that the action is the temperature.)
 
 Runs alternate (env, plain, env, ...) so machine noise hits both; prints medians and the ratios
 (goals: ≤ 1.10 for the default pair, ≤ 1.05 with the CNN student preset).
@@ -21,7 +17,6 @@ Runs alternate (env, plain, env, ...) so machine noise hits both; prints medians
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -34,7 +29,6 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("preset", nargs="?", default="envs/default.yaml")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. student.model=cnn2d")
-    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
@@ -42,30 +36,27 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     from rltemp.config import load_config
     from rltemp.envs.instance_epoch_env import KDInstanceEpochEnv
-    from rltemp.envs.kd_env import KDTemperatureEnv
     from rltemp.envs.schedule_env import KDScheduleEnv
+    from rltemp.kd.forms import temperature_to_action
     from rltemp.kd.pipeline import build_student_model
-    from rltemp.kd.policy import temperature_to_action
     from rltemp.kd.strategies import StrategyContext, build_strategy
     from rltemp.kd.trainer import Distiller
 
-    cfg = load_config(a.preset, [*a.overrides, "env.reward_reference="])
+    cfg = load_config(a.preset, [*a.overrides, "env.reward_reference=", "env.base_policy="])
     sched = KDScheduleEnv(cfg)
-    inst = KDTemperatureEnv(cfg)
-    epoch_env = KDInstanceEpochEnv(cfg.replace(env=dataclasses.replace(cfg.env, calibration="influence")))
-    data, teacher = inst.data, inst.teacher
+    epoch_env = KDInstanceEpochEnv(cfg)
+    data, teacher = sched.data, sched.teacher
+    sched.fill_teacher_cache()
 
     def plain() -> Distiller:
         return Distiller(cfg.distill, data, build_student_model(cfg, data, 0), teacher,
                          build_strategy("fixed:4", StrategyContext(data.num_classes, cfg.distill.epochs)),
-                         seed=0, device=inst.device, teacher_cache=inst._teacher_cache)
+                         seed=0, device=sched.device, teacher_cache=sched._teacher_cache)
 
     a_sched = np.array([temperature_to_action(4.0, cfg.env.t_min, cfg.env.t_max)], np.float32)
-    a_inst = np.full(inst.action_space.shape, a_sched[0], np.float32)
     a_epoch = np.full(epoch_env.action_space.shape, a_sched[0], np.float32)
-    sync = torch.cuda.synchronize if inst.device.type == "cuda" else (lambda: None)
-    times: dict[str, list[float]] = {k: [] for k in ("schedule env", "plain epochs", "instance-epoch env",
-                                                     "instance env", "plain steps")}
+    sync = torch.cuda.synchronize if sched.device.type == "cuda" else (lambda: None)
+    times: dict[str, list[float]] = {k: [] for k in ("schedule env", "plain epochs", "instance-epoch env")}
 
     def timed(key: str, run: Callable[[], None]) -> None:
         sync()
@@ -80,46 +71,20 @@ def main() -> None:
                 step()
         return run
 
-    def inst_steps() -> None:
-        for _ in range(a.steps):
-            if inst.step(a_inst)[2]:
-                inst.reset(seed=0, options={"student_seed": 0})
-
-    def plain_steps(d: Distiller) -> Callable[[], None]:
-        def run() -> None:
-            n = 0
-            while n < a.steps:
-                for x, y, idx in d.epoch_batches():
-                    d.train_step(x, y, idx)
-                    n += 1
-                    if n == a.steps:
-                        break
-                else:
-                    d.end_epoch()
-        return run
-
     for _ in range(a.repeats):
         sched.reset(seed=0, options={"student_seed": 0})
         timed("schedule env", epochs(lambda: sched.step(a_sched)))
         timed("plain epochs", epochs(plain().run_epoch))
         epoch_env.reset(seed=0, options={"student_seed": 0})
         timed("instance-epoch env", epochs(lambda: epoch_env.step(a_epoch)))
-        inst.reset(seed=0, options={"student_seed": 0})
-        timed("instance env", inst_steps)
-        timed("plain steps", plain_steps(plain()))
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{a.preset} {' '.join(a.overrides)}: student {cfg.student.model} {cfg.student.options}, batch "
-          f"{cfg.distill.batch_size}, {a.threads} thread(s), device {inst.device}, median of {a.repeats}")
+          f"{cfg.distill.batch_size}, {a.threads} thread(s), device {sched.device}, median of {a.repeats}")
     print(f"  schedule env: {a.epochs} epochs {med['schedule env']:.3f} s vs plain {med['plain epochs']:.3f} s: "
           f"ratio {med['schedule env'] / med['plain epochs']:.3f}")
     print(f"  instance-epoch env: {a.epochs} epochs {med['instance-epoch env']:.3f} s vs plain "
           f"{med['plain epochs']:.3f} s: ratio {med['instance-epoch env'] / med['plain epochs']:.3f} "
           f"({len(epoch_env.features)} features over {epoch_env.n} instances, influence credit)")
-    print(f"  instance env: {a.steps} steps {1e3 * med['instance env'] / a.steps:.2f} ms/step vs plain "
-          f"{1e3 * med['plain steps'] / a.steps:.2f} ms/step: ratio {med['instance env'] / med['plain steps']:.3f} "
-          f"({len(inst.features)} features, reward every {cfg.env.reward_interval} steps on {len(inst.val_subset)} "
-          f"validation instances, calibration {cfg.env.calibration})")
-
 
 if __name__ == "__main__":
     main()

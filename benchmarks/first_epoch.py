@@ -19,7 +19,7 @@ def run(args):  # noqa: ANN001, ANN201 - one student run in a worker process
     import torch
 
     from rltemp.envs.schedule_env import KDScheduleEnv
-    from rltemp.kd.policy import temperature_to_action
+    from rltemp.kd.forms import temperature_to_action
 
     torch.set_num_threads(1)
     name, over, seed, t0, rest = args

@@ -40,7 +40,7 @@ def run(args: tuple[str, list[str], str, list[float], int]) -> dict[str, float]:
 
     from rltemp.config import load_config
     from rltemp.envs.schedule_env import KDScheduleEnv
-    from rltemp.kd.policy import temperature_to_action
+    from rltemp.kd.forms import temperature_to_action
     from rltemp.kd.trainer import evaluate
 
     preset, overrides, name, temps, seed = args

@@ -54,17 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-policy", help="train a temperature policy with stable-baselines3",
                        description="Train a temperature policy across episodes of fresh students: the schedule "
-                                   "head on rltemp/KDSchedule-v0 (one decision per epoch; with --agent agents/ppo-run.yaml on "
-                                   "rltemp/KDRunSchedule-v0: one schedule per run, from its first epoch, or with env.run_probe=1 "
-                                   "from a probe of the student before the run), then, if "
-                                   "agent.modulator.episodes > 0, a per-instance modulator on rltemp/KDTemperature-v0 "
-                                   "(a decision per KD step) or rltemp/KDInstanceEpoch-v0 (agent.modulator.cadence=epoch). "
+                                   "head on rltemp/KDSchedule-v0 (one decision per epoch) or, with --agent agents/ppo-run.yaml, "
+                                   "on rltemp/KDRunSchedule-v0 (one schedule per run, decided from a probe of the student). "
                                    "Writes policy.pt + policy.json (use with -T policy:RUN_DIR) and checkpoints "
                                    "for --resume. Overrides starting with 'agent.' go to the agent preset "
                                    "(e.g. agent.episodes=4 agent.hyperparams.learning_rate=1e-3).")
     p.add_argument("config", nargs="?", help="environment preset, e.g. envs/default.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config or agent.* overrides")
-    p.add_argument("--agent", default="agents/ppo.yaml", help="agent preset (agents/ppo.yaml, ppo-run.yaml, a2c.yaml, sac.yaml)")
+    p.add_argument("--agent", default="agents/ppo.yaml", help="agent preset (agents/ppo.yaml, ppo-run.yaml, a2c.yaml)")
     p.add_argument("--out", default=None, help="run folder (default: runs/train-policy-<name>-<timestamp>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--jobs", "--workers", type=int, default=2, dest="jobs",
@@ -211,16 +208,14 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from rltemp.data import DATASETS
-    from rltemp.envs.rewards import CALIBRATIONS, REWARDS
     from rltemp.kd import STRATEGIES
-    from rltemp.kd.features import FEATURES
+    from rltemp.kd.features import FEATURES, GLOBAL_FEATURES
     from rltemp.kd.policy import shipped_policies
     from rltemp.models import MODELS
 
     print(json.dumps({"datasets": DATASETS.names(), "models": MODELS.names(),
-                      "strategies": STRATEGIES.names() + ["ce"], "shipped_policies": shipped_policies(),
-                      "features": FEATURES.names(), "rewards": REWARDS.names(),
-                      "calibrations": CALIBRATIONS.names()}, indent=2))
+                      "strategies": STRATEGIES.names() + ["ce", "online"], "shipped_policies": shipped_policies(),
+                      "features": FEATURES.names(), "global_features": GLOBAL_FEATURES.names()}, indent=2))
     return 0
 
 

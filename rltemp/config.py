@@ -109,11 +109,10 @@ LOSSES = ("kd", "dkd")
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A model from the registry: name, constructor options, optional weights file."""
+    """A model from the registry: its name and constructor options."""
 
     model: str = "mlp"
     options: dict[str, Any] = field(default_factory=dict)
-    checkpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,8 +126,9 @@ class TrainingStudentConfig(ModelConfig):
 
 @dataclass(frozen=True)
 class TeacherConfig(ModelConfig):
-    """The teacher: a model plus how to train it when no checkpoint is given."""
+    """The teacher: a model, a weights file (weights-only, strict) or how to train it when none is given."""
 
+    checkpoint: str | None = None
     train: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0  # the cached teacher is shared by all student seeds
     # dataset options for the teacher's own training data, over data.options (e.g. {role: teacher}
@@ -136,99 +136,55 @@ class TeacherConfig(ModelConfig):
     data_options: dict[str, Any] = field(default_factory=dict)
 
 
-DEFAULT_ENV_FEATURES = [
-    "p_t_true", "p_s_true", "p_t_top1", "p_s_top1", "margin_s", "ent_t", "ent_s", "kl_ts", "agree",
-    "s_correct", "t_correct", "ce_s", "progress", "last_val_acc", "recent_loss",
-]
-
-
 DEFAULT_SCHEDULE_FEATURES = ["progress", "last_val_acc"]
-# env.critic_features (schedule env, training only): the reference run's validation accuracy after as many
-# epochs as this one, and after its last epoch (a constant of the student: how far this student gets)
-CRITIC_FEATURES = ("reference_val_acc", "reference_final_val_acc")
+# online mode's per-instance observation: RLKD's state (student and teacher top-1, student margin)
+DEFAULT_INSTANCE_FEATURES = ["p_s_top1", "p_t_top1", "margin_s"]
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """The KD environments (see :mod:`rltemp.envs`): the schedule env (one decision per epoch) and
-    the instance env (one decision per instance and KD step)."""
+    """The KD environments (:mod:`rltemp.envs`): the schedule envs (one decision per epoch, or one
+    per run from a probe) and the per-instance env of online mode (one decision per training instance
+    and epoch, on top of a schedule)."""
 
-    # shared
     t_min: float = 1.0
     t_max: float = 10.0
-    reward: str = "val_acc"  # validation signal whose gain is rewarded: val_acc | val_loss
-    reward_scale: float = 100.0
+    reward_scale: float = 100.0  # reward = scale · Δ validation accuracy (over the reference run's)
     students: list[TrainingStudentConfig] = field(default_factory=list)  # empty: the config's student
     # the training students' seeds (never the benchmarks' held-out 0..999); empty: a fresh seed per episode
     seeds: list[int] = field(default_factory=lambda: list(range(1000, 1016)))
-    # for ablations only: report the end of the epoch budget as a time-limit truncation (SB3 then
-    # bootstraps the last reward with the value of the final observation); it is a termination
-    end_as_truncation: bool = False
-    # schedule env (rltemp/KDSchedule-v0)
-    schedule_features: list[str] = field(default_factory=lambda: list(DEFAULT_SCHEDULE_FEATURES))
-    # run-level schedule env (rltemp/KDRunSchedule-v0, agent.decision: run): what its one schedule decision
-    # reads, global features of the state after the first epoch (its validation accuracy: how fast this student learns)
-    run_features: list[str] = field(default_factory=lambda: ["last_val_acc"])
-    # > 0: the first epoch of a run-level policy runs at this temperature (not a decision); 0: the policy chooses it
-    run_first_temperature: float = 0.0
-    # > 0: decide the whole schedule once, before the first epoch, from a probe — a throwaway copy of the
-    # student distilled for this fraction of an epoch at run_probe_temperature (Distiller.probe); 0: no probe
-    run_probe: float = 0.0
-    run_probe_temperature: float = 4.0
     # reward the gain over this SPEC's run of the same student (computed once per student, cached); "": raw gain
     reward_reference: str = "fixed:4"
-    # observed by the critic only (training-time information the deployed policy never needs):
-    # reference_val_acc = the reference run's validation signal after as many epochs (needs reward_reference)
-    critic_features: list[str] = field(default_factory=list)
-    # instance envs (rltemp/KDTemperature-v0; rltemp/KDInstanceEpoch-v0 uses the features, calibration,
-    # credit scale, base policy and multiplier range, and rewards once per epoch on the full validation split)
-    features: list[str] = field(default_factory=lambda: list(DEFAULT_ENV_FEATURES))
-    pair: bool = False
-    default_temperature: float = 4.0
-    reward_interval: int = 20
-    val_subset: int = 1000
-    calibration: str = "uniform"
-    credit_scale: float = 1.0  # influence calibration: weight of the per-instance alignment term
-    credit_rank: int = 0  # influence calibration: 0 = exact cosine; r > 0 = against the validation gradient's top-r directions
-    base_policy: str = ""  # a policy whose schedule sets the base T; the action then modulates it per instance
-    max_multiplier: float = 2.0  # modulation range: T_i in [T / max_multiplier, T * max_multiplier]
+    # epoch-level schedule (rltemp/KDSchedule-v0): the global features it reads at each epoch's start
+    schedule_features: list[str] = field(default_factory=lambda: list(DEFAULT_SCHEDULE_FEATURES))
+    # run-level schedule (rltemp/KDRunSchedule-v0): one decision per run, before it, from a probe — a throwaway
+    # copy of the student distilled for run_probe (a fraction of one epoch) at run_probe_temperature
+    run_features: list[str] = field(default_factory=lambda: ["last_val_acc"])
+    run_probe: float = 1.0
+    run_probe_temperature: float = 4.0
+    # per-instance env (rltemp/KDInstanceEpoch-v0, online mode): what each instance's row holds, the schedule
+    # it modulates ("": none, the action is the temperature), the modulation range and the credit's rank
+    features: list[str] = field(default_factory=lambda: list(DEFAULT_INSTANCE_FEATURES))
+    base_policy: str = "default"
+    max_multiplier: float = 2.0  # T_i in [T / max_multiplier, T * max_multiplier]
+    credit_rank: int = 16  # influence credit against the validation gradient's top-r directions; 0 = exact
 
     def validate(self, path: str) -> None:
         if not (0 < self.t_min < self.t_max and math.isfinite(self.t_max)):
             raise ConfigError(f"{path}.t_min / t_max must satisfy 0 < t_min < t_max, got {self.t_min}, {self.t_max}")
-        if not self.t_min <= self.default_temperature <= self.t_max:
-            raise ConfigError(f"{path}.default_temperature must lie in [t_min, t_max], got {self.default_temperature}")
-        if self.reward_interval < 1:
-            raise ConfigError(f"{path}.reward_interval must be >= 1, got {self.reward_interval}")
-        if self.val_subset < 1:
-            raise ConfigError(f"{path}.val_subset must be >= 1, got {self.val_subset}")
+        if not (self.reward_scale > 0 and math.isfinite(self.reward_scale)):
+            raise ConfigError(f"{path}.reward_scale must be a finite number > 0, got {self.reward_scale}")
         if not (self.max_multiplier >= 1 and math.isfinite(self.max_multiplier)):
             raise ConfigError(f"{path}.max_multiplier must be a finite number >= 1, got {self.max_multiplier}")
-        if not (self.credit_scale >= 0 and math.isfinite(self.credit_scale)):
-            raise ConfigError(f"{path}.credit_scale must be a finite number >= 0, got {self.credit_scale}")
         for i, st in enumerate(self.students):
             if st.lr is not None and not (st.lr > 0 and math.isfinite(st.lr)):
                 raise ConfigError(f"{path}.students[{i}].lr must be a finite number > 0, got {st.lr}")
-        for name in self.critic_features:
-            if name not in CRITIC_FEATURES:
-                raise ConfigError(f"{path}.critic_features: unknown feature {name!r}{did_you_mean(name, list(CRITIC_FEATURES))}; "
-                                  f"valid: {', '.join(CRITIC_FEATURES)}")
-        if self.critic_features and not self.reward_reference:
-            raise ConfigError(f"{path}.critic_features needs {path}.reward_reference (the reference run it reads)")
-        if self.run_first_temperature and not self.t_min <= self.run_first_temperature <= self.t_max:
-            raise ConfigError(f"{path}.run_first_temperature must be 0 (chosen by the policy) or lie in [t_min, t_max], "
-                              f"got {self.run_first_temperature}")
-        if not 0.0 <= self.run_probe <= 1.0:
-            raise ConfigError(f"{path}.run_probe must be 0 (no probe) or a fraction of one epoch in (0, 1], got {self.run_probe}")
-        if self.run_probe and self.run_first_temperature:
-            raise ConfigError(f"{path}.run_probe and {path}.run_first_temperature exclude each other: with a probe the "
-                              "policy decides every epoch's temperature, the first included")
+        if not 0.0 < self.run_probe <= 1.0:
+            raise ConfigError(f"{path}.run_probe must be a fraction of one epoch in (0, 1], got {self.run_probe}")
         if not self.t_min <= self.run_probe_temperature <= self.t_max:
             raise ConfigError(f"{path}.run_probe_temperature must lie in [t_min, t_max], got {self.run_probe_temperature}")
         if self.credit_rank < 0:
             raise ConfigError(f"{path}.credit_rank must be >= 0 (0: exact), got {self.credit_rank}")
-        if self.base_policy and self.pair:
-            raise ConfigError(f"{path}.pair cannot be combined with {path}.base_policy (a modulator sets one T per instance)")
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-# A seconds-long mnist1d setting shared by the tests; ENV_TINY adds a short reward interval.
+# A seconds-long mnist1d setting shared by the tests.
 TINY = [
     "data.options.num_samples=600", "teacher.options.channels=8", "teacher.train.epochs=2",
     "teacher.train.batch_size=32", "student.options.width=16", "distill.epochs=2", "distill.batch_size=32",
     "device=cpu",
 ]
-ENV_TINY = [*TINY, "env.reward_interval=4", "env.val_subset=50"]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -28,22 +27,32 @@ def tiny_overrides() -> list[str]:
 
 
 SCHEDULE_TINY = ["agent.episodes=4", "agent.episodes_per_rollout=1"]
-MODULATOR_TINY = ["agent.modulator.episodes=1", "agent.modulator.hyperparams.n_steps=8",
-                  "agent.modulator.hyperparams.batch_size=64", "agent.modulator.hyperparams.n_epochs=2"]
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, _cache):
-    """One tiny two-stage PPO policy (schedule + modulator, influence credit) trained on mnist1d."""
+    """One tiny PPO schedule policy (one decision per epoch) trained on mnist1d."""
     from rltemp.agents.config import load_agent
     from rltemp.agents.train import train_policy
     from rltemp.config import load_config
 
     out = tmp_path_factory.mktemp("policy")
-    cfg = load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.calibration=influence"])
-    res = train_policy(cfg, load_agent("agents/ppo.yaml", [*SCHEDULE_TINY, *MODULATOR_TINY]), out=out,
+    res = train_policy(load_config("envs/mnist1d.yaml", TINY), load_agent("agents/ppo.yaml", SCHEDULE_TINY), out=out,
                        progress=False, jobs=1)
     return out, res
+
+
+@pytest.fixture(scope="session")
+def online_policy(tmp_path_factory, trained):
+    """An online run on the tiny config on top of ``trained``'s schedule: a policy with a modulator."""
+    from rltemp.cli import main
+
+    out = tmp_path_factory.mktemp("online") / "run"
+    agent = out.parent / "agent.yaml"  # update after every epoch of decisions
+    agent.write_text(Path("agents/ppo.yaml").read_text().replace("n_steps: 15 ", "n_steps: 1 "))
+    assert main(["distill", "envs/mnist1d.yaml", "-T", f"online:{agent}", "--out", str(out), "--no-progress", *TINY,
+                 f"env.base_policy={trained[0]}"]) == 0
+    return out
 
 
 def write_fake_cifar(root: Path, name: str = "cifar100", n_train: int = 200, n_test: int = 64, seed: int = 0) -> Path:

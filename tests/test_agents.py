@@ -10,20 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ENV_TINY as TINY
+from conftest import SCHEDULE_TINY, TINY
 
 from rltemp.agents.config import load_agent
 from rltemp.errors import ConfigError
 
 
 def test_agent_presets_load_and_validate():
-    for name in ("ppo", "a2c", "sac"):
+    for name in ("ppo", "a2c", "ppo-run"):
         agent = load_agent(f"agents/{name}.yaml")
-        assert agent.algo == name and agent.hyperparams["gamma"] >= 0.999  # credit crosses the episode
+        assert agent.algo in ("ppo", "a2c") and agent.hyperparams["gamma"] == 1.0  # credit crosses the episode
     ppo = load_agent("agents/ppo.yaml")
-    assert ppo.online.net(ppo.modulator.policy).activation == "relu"
-    empty = load_agent("agents/ppo.yaml", ["agent.online.activation="]).online
-    assert empty.net(ppo.modulator.policy).activation == "tanh"  # empty: the modulator's
+    assert ppo.modulator.policy.activation == "relu" and ppo.modulator.hyperparams["gamma"] == 0.0  # online mode's
+    assert load_agent("agents/ppo-run.yaml").decision == "run"
 
 
 @pytest.mark.parametrize("override, message", [
@@ -31,45 +30,44 @@ def test_agent_presets_load_and_validate():
     ("agent.hyperparams.batch_size=fast", "batch_size must be like"),
     ("agent.hyperparams.n_steps=10", "n_steps is set by rltemp"),
     ("agent.algo=ppp", "unknown algorithm 'ppp'"),
+    ("agent.algo=sac", "unknown algorithm 'sac'"),
     ("agent.episodes=0", "agent.episodes must be >= 1"),
-    ("agent.modulator.cadence=epochs", "cadence 'epochs'.*did you mean 'epoch'.*valid: step, epoch"),
     ("agent.hyperparams.learning_rate=lin_fast", "learning_rate must be a positive number or 'lin_<start>'"),
-    ("agent.online.activation=gelu", "agent.online.activation must be one of tanh, relu, got .gelu."),
-    ("agent.online.credit_rank=-1", "agent.online.credit_rank must be >= 0"),
-    ("agent.modulator.policy.tanh_mean=true", "tanh_mean: only the schedule head .agent.policy. has this option"),
+    ("agent.modulator.policy.activation=gelu", "agent.modulator.policy.activation must be one of tanh, relu, got .gelu."),
     ("agent.modulator.policy.normalize_obs=true", "normalize_obs: only the schedule head"),
-    (["agent.policy.tanh_mean=true", "agent.hyperparams.use_sde=true"], "tanh_mean .* needs ppo or a2c without use_sde"),
+    ("agent.modulator.policy.init_temperature=3", "init_temperature: only the schedule head"),
+    ("agent.online.credit_rank=16", "unknown config key 'agent.online'"),  # online mode's settings are env.*
 ])
 def test_bad_agent_settings_name_the_field(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_agent("agents/ppo.yaml", override if isinstance(override, list) else [override])
+        load_agent("agents/ppo.yaml", [override])
 
 
 def test_linear_schedules_decay_to_zero_over_training():
     import gymnasium
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from rltemp.agents.train import build_model
+    from rltemp.agents.sb3 import make_model
 
     agent = load_agent("agents/ppo.yaml", ["agent.hyperparams.learning_rate=lin_1e-3", "agent.hyperparams.clip_range=lin_0.3"])
     venv = DummyVecEnv([lambda: gymnasium.make("Pendulum-v1")])
-    model = build_model("ppo", agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=64)
+    model = make_model("ppo", agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=64)
     assert [model.lr_schedule(p) for p in (1.0, 0.5, 0.0)] == pytest.approx([1e-3, 5e-4, 0.0])
     assert [model.clip_range(p) for p in (1.0, 0.25)] == pytest.approx([0.3, 0.075])
 
 
 def test_train_policy_writes_run_folder_and_tensorboard(trained):
     out, res = trained
-    for f in ("policy.pt", "policy.json", "schedule.zip", "modulator.zip", "schedule/policy.json", "config.yaml",
-              "agent.yaml", "command.txt", "results.json", "checkpoints/last.pt"):
+    for f in ("policy.pt", "policy.json", "schedule.zip", "config.yaml", "agent.yaml", "command.txt", "results.json",
+              "checkpoints/last.pt"):
         assert (out / f).is_file(), f
     meta = json.loads((out / "policy.json").read_text())
     assert meta["format"] == "rltemp-policy/2" and meta["schedule"]["features"] == ["progress", "last_val_acc"]
-    assert meta["modulator"]["calibration"] == "influence" and meta["modulator"]["features"][:2] == ["p_t_true", "p_s_true"]
+    assert meta["schedule"]["decision"] == "epoch" and meta["modulator"] is None
     assert set(meta["versions"]) == {"rltemp", "torch", "stable_baselines3", "gymnasium"}
     fp = meta["fingerprint"]
-    assert len(fp["schedule"]) == 4 and 0 < fp["test_acc"] < 1 and fp["temperature"]["std"] > 0  # modulated per instance
-    assert res["episodes"] == 4 and len(res["episode_returns"]) == 4 and len(res["modulator_episode_returns"]) == 1
+    assert len(fp["schedule"]) == 4 and 0 < fp["test_acc"] < 1 and fp["temperature"]["std"] > 0  # a schedule that moves
+    assert res["episodes"] == 4 and len(res["episode_returns"]) == 4
     for ep in res["schedule_episodes"]:
         assert len(ep["temperature"]) == len(ep["temperature_deterministic"]) == 2  # TINY: 2 epochs
         assert all(1.0 <= t <= 10.0 for t in ep["temperature"] + ep["temperature_deterministic"])
@@ -77,21 +75,19 @@ def test_train_policy_writes_run_folder_and_tensorboard(trained):
 
     events = list(out.glob("events.out.tfevents.*"))
     assert len(events) == 1  # one writer per run: SB3's scalars and ours in one event file
-    ea = EventAccumulator(str(out), size_guidance={"scalars": 0, "histograms": 0, "images": 0})
+    ea = EventAccumulator(str(out), size_guidance={"scalars": 0, "images": 0})
     ea.Reload()
     tags = ea.Tags()
     assert {"rollout/ep_rew_mean", "train/value_loss", "train/approx_kl", "train_schedule/episode_return",
-            "train_schedule/T_first_epoch_deterministic", "train_schedule/T_first_epoch_sampled",
-            "env/episode_reward", "kd/temperature_correct_mean"} <= set(tags["scalars"])
-    assert "kd/temperature" in tags["histograms"]
+            "train_schedule/T_first_epoch_deterministic", "train_schedule/T_first_epoch_sampled"} <= set(tags["scalars"])
+    assert "policy/sensitivity" in tags["images"]
 
 
-def test_modulator_is_per_instance_equivariant_and_batch_size_free(trained):
+def test_modulator_is_per_instance_equivariant_and_batch_size_free(online_policy):
     from rltemp.kd.features import FeatureInput
     from rltemp.kd.policy import load_policy
 
-    out, _ = trained
-    policy = load_policy(out)
+    policy = load_policy(online_policy)
     g = torch.Generator().manual_seed(0)
     zs, zt = torch.randn(128, 10, generator=g), 3 * torch.randn(128, 10, generator=g)
     y = torch.randint(0, 10, (128,), generator=g)
@@ -105,22 +101,17 @@ def test_modulator_is_per_instance_equivariant_and_batch_size_free(trained):
     # the exported heads equal SB3's deterministic policies on the same rows
     from stable_baselines3 import PPO
 
-    for name, obs_dim in (("schedule", 2), ("modulator", len(policy.instance_features))):
-        with zipfile.ZipFile(out / f"{name}.zip") as z:
+    for name, obs_dim, arch, act in (("schedule", 2, [32, 32], torch.nn.Tanh),
+                                     ("modulator", len(policy.instance_features), [16, 16], torch.nn.ReLU)):
+        folder = online_policy if name == "modulator" else Path(policy.meta["trained_on"]["schedule_from"])
+        with zipfile.ZipFile(folder / f"{name}.zip") as z:
             state = torch.load(__import__("io").BytesIO(z.read("policy.pth")), weights_only=True)
-        head = getattr(policy, name)
         obs = torch.rand(16, obs_dim, generator=g)
-        ours = head(obs)
-        arch = [32, 32] if name == "schedule" else [64, 64]
-        import gymnasium
-
         model = PPO("MlpPolicy", _DummyVec(obs_dim), policy_kwargs={"net_arch": {"pi": arch, "vf": arch},
-                                                                    "activation_fn": torch.nn.Tanh}, device="cpu",
-                    use_sde=False)  # agents/ppo.yaml: Gaussian exploration (use_sde false)
+                                                                    "activation_fn": act}, device="cpu")
         model.policy.load_state_dict(state)
         sb3, _ = model.predict(obs.numpy(), deterministic=True)
-        assert np.allclose(sb3, ours.numpy(), atol=1e-5), name
-        del gymnasium
+        assert np.allclose(sb3, getattr(policy, name)(obs).numpy(), atol=1e-5), name
 
 
 def _DummyVec(obs_dim):  # noqa: N802 - a VecEnv with the right spaces, never stepped
@@ -157,15 +148,16 @@ def test_transfer_to_unseen_architecture_and_dataset_matches_env(trained, tmp_pa
     from rltemp.config import load_config
     from rltemp.envs.schedule_env import KDScheduleEnv
     from rltemp.kd.features import GlobalState
-    from rltemp.kd.policy import load_policy, temperature_to_action
+    from rltemp.kd.forms import temperature_to_action
+    from rltemp.kd.policy import ScheduleDecisions, load_policy
 
-    policy = load_policy(out)
-    env = KDScheduleEnv(load_config("envs/mnist1d.yaml", [*TINY, f"env.base_policy={out}"]))
+    policy = ScheduleDecisions(load_policy(out))
+    env = KDScheduleEnv(load_config("envs/mnist1d.yaml", TINY))
     env.reset(seed=0, options={"student_seed": 11})
     done, temps = False, []
     while not done:
         dd = env.distiller
-        t = policy.schedule_temperature(GlobalState(dd.progress, dd.last_val_acc, dd.loss_ema))
+        t = policy.temperature(GlobalState(dd.progress, dd.last_val_acc, dd.loss_ema))
         _, _, done, _, info = env.step(np.array([temperature_to_action(t, 1.0, 10.0)], np.float32))
         temps.append(info["temperature"])
     assert temps == pytest.approx(ref["schedule"], rel=1e-5)
@@ -181,11 +173,13 @@ def test_incompatible_policy_fails_with_one_line(trained, tmp_path):
     bad.mkdir()
     meta = json.loads((out / "policy.json").read_text())
     (bad / "policy.pt").write_bytes((out / "policy.pt").read_bytes())
-    cases = (({"modulator": {**meta["modulator"], "features": meta["modulator"]["features"] + ["brightness"]}},
-              "modulator features this rltemp does not have"),
-             ({"modulator": {**meta["modulator"], "features": meta["modulator"]["features"][:3]}},
+    cases = (({"schedule": {**meta["schedule"], "features": meta["schedule"]["features"] + ["brightness"]}},
+              "schedule features this rltemp does not have"),
+             ({"schedule": {**meta["schedule"], "features": meta["schedule"]["features"][:1]}},
               "does not match its description"),
-             ({"format": "rltemp-policy/1"}, "must be retrained"))
+             ({"format": "rltemp-policy/1"}, "must be retrained"),
+             ({"t_min": 0}, "t_min / t_max must satisfy 0 < t_min < t_max"),
+             ({"t_max": "hot"}, "t_max must be a number"))
     for change, message in cases:
         (bad / "policy.json").write_text(json.dumps({**meta, **change}))
         proc = subprocess.run([sys.executable, "-m", "rltemp", "distill", "envs/mnist1d.yaml", "-T", f"policy:{bad}",
@@ -234,7 +228,7 @@ def test_sb3_zips_are_never_unpickled(trained, tmp_path):
 
 @pytest.mark.slow
 def test_kill_9_then_resume_restores_parameters_and_optimiser(tmp_path):
-    from rltemp.agents.train import build_model, restore
+    from rltemp.agents.sb3 import make_model, restore
     from rltemp.config import load_config
 
     out = tmp_path / "p"
@@ -254,12 +248,12 @@ def test_kill_9_then_resume_restores_parameters_and_optimiser(tmp_path):
     # what --resume does first: the checkpoint's parameters and Adam state, tensor for tensor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from rltemp.agents.train import _schedule_env_factory
+    from rltemp.agents.factories import schedule_env_factory
 
     cfg = load_config(out / "config.yaml")
     agent = load_agent(out / "agent.yaml")
-    venv = DummyVecEnv([_schedule_env_factory(cfg.to_dict(), [], None)])
-    model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=3)
+    venv = DummyVecEnv([schedule_env_factory(cfg.to_dict(), [])])
+    model = make_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=3)
     restore(model, saved, "cpu")
     for k, v in saved["params"]["policy"].items():
         assert torch.equal(model.policy.state_dict()[k], v), k
@@ -280,24 +274,18 @@ def test_kill_9_then_resume_restores_parameters_and_optimiser(tmp_path):
     assert (out / "policy.json").exists()
 
 
-def test_online_mode_learns_the_modulator_during_one_run(trained, tmp_path):
+def test_online_mode_learns_the_modulator_during_one_run(online_policy, tmp_path):
     from rltemp.cli import main
 
-    out, _ = trained
-    o = tmp_path / "o"
-    agent_yaml = tmp_path / "agent.yaml"
-    agent_yaml.write_text(Path("agents/ppo.yaml").read_text().replace("schedule: default", f"schedule: {out}")
-                          .replace("n_steps: 15 ", "n_steps: 1 "))  # update after every epoch of decisions
-    assert main(["distill", "envs/mnist1d.yaml", "-T", f"online:{agent_yaml}", "--out", str(o), "--no-progress",
-                 *TINY]) == 0
+    o = online_policy
     res = json.loads((o / "results.json").read_text())
-    assert 0 < res["test_acc"] < 1 and res["epochs"] == 2 and res["method"] == f"online:{agent_yaml}"
+    assert 0 < res["test_acc"] < 1 and res["epochs"] == 2 and res["method"].startswith("online:")
     assert res["temperature"]["std"] > 0  # per-instance temperatures
     assert res["wall_time_s"] > 0
     meta = json.loads((o / "policy.json").read_text())
     assert meta["trained_on"]["mode"] == "online" and meta["modulator"]["net_arch"] == [16, 16]
-    assert meta["modulator"]["activation"] == "relu"  # agent.online.activation, over the modulator's tanh
-    assert meta["modulator"]["features"] == ["p_s_top1", "p_t_top1", "margin_s"]  # agent.online.features (RLKD's)
+    assert meta["modulator"]["activation"] == "relu" and meta["modulator"]["decision"] == "instance"
+    assert meta["modulator"]["features"] == ["p_s_top1", "p_t_top1", "margin_s"]  # env.features: RLKD's
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ea = EventAccumulator(str(o), size_guidance={"images": 0})
@@ -307,37 +295,17 @@ def test_online_mode_learns_the_modulator_during_one_run(trained, tmp_path):
     assert ea.Scalars("train/approx_kl")  # PPO updated the modulator during the run
     assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{o}", "--out", str(tmp_path / "t"),
                  "--no-progress", *TINY]) == 0
-
-
-def test_modulator_stage_at_epoch_cadence_trains_exports_and_transfers(trained, tmp_path):
-    from rltemp.agents.train import train_policy
-    from rltemp.cli import main
-    from rltemp.config import load_config
-
-    out, _ = trained
-    agent = load_agent("agents/ppo.yaml", ["agent.modulator.episodes=2", f"agent.modulator.schedule_from={out}",
-                                           "agent.modulator.cadence=epoch", "agent.modulator.hyperparams.n_steps=1",
-                                           "agent.modulator.hyperparams.batch_size=200"])
-    cfg = load_config("envs/mnist1d.yaml", [*TINY, "env.calibration=influence"])
-    res = train_policy(cfg, agent, out=tmp_path / "m", progress=False, jobs=1)
-    assert res["modulator_episodes"] == 2
-    meta = json.loads((tmp_path / "m" / "policy.json").read_text())
-    assert meta["modulator"]["decision"] == "instance and epoch" and meta["modulator"]["calibration"] == "influence"
-    assert main(["distill", "envs/mnist1d.yaml", "-T", f"policy:{tmp_path / 'm'}", "--out", str(tmp_path / "t"),
-                 "--no-progress", *TINY]) == 0
     assert json.loads((tmp_path / "t" / "results.json").read_text())["temperature"]["std"] > 0
 
 
-@pytest.mark.parametrize("algo", ["a2c", "sac"])
-def test_other_algorithms_train(tmp_path, algo):
+def test_a2c_trains(tmp_path):
     from rltemp.agents.train import train_policy
     from rltemp.config import load_config
     from rltemp.kd.policy import load_policy
 
-    extra = ["agent.hyperparams.learning_starts=2", "agent.hyperparams.batch_size=4"] if algo == "sac" else []
-    res = train_policy(load_config("envs/mnist1d.yaml", TINY), load_agent(f"agents/{algo}.yaml", ["agent.episodes=2", *extra]),
+    res = train_policy(load_config("envs/mnist1d.yaml", TINY), load_agent("agents/a2c.yaml", ["agent.episodes=2"]),
                        out=tmp_path, progress=False, jobs=1)
-    assert res["episodes"] == 2 and json.loads((Path(tmp_path) / "policy.json").read_text())["schedule"]["algo"] == algo
+    assert res["episodes"] == 2 and json.loads((Path(tmp_path) / "policy.json").read_text())["schedule"]["algo"] == "a2c"
     policy = load_policy(tmp_path)
     a = policy.schedule(torch.rand(5, 2))
     assert a.shape == (5, 1) and (a.abs() <= 1).all()
@@ -346,114 +314,22 @@ def test_other_algorithms_train(tmp_path, algo):
 def test_init_temperature_starts_the_schedule_there():
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from rltemp.agents.train import _schedule_env_factory, build_model
+    from rltemp.agents.factories import schedule_env_factory
+    from rltemp.agents.sb3 import make_model
     from rltemp.config import load_config
-    from rltemp.kd.policy import action_to_temperature
+    from rltemp.kd.forms import action_to_temperature
 
-    venv = DummyVecEnv([_schedule_env_factory(load_config("envs/mnist1d.yaml", TINY).to_dict(), [], None)])
-    for algo, extra in (("ppo", []), ("sac", []), ("ppo", ["agent.policy.tanh_mean=true"])):
-        agent = load_agent(f"agents/{algo}.yaml", ["agent.policy.init_temperature=6", *extra])
-        model = build_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=2)
+    venv = DummyVecEnv([schedule_env_factory(load_config("envs/mnist1d.yaml", TINY).to_dict(), [])])
+    for algo in ("ppo", "a2c"):
+        agent = load_agent(f"agents/{algo}.yaml", ["agent.policy.init_temperature=6"])
+        model = make_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=2)
         obs = np.random.default_rng(0).uniform(0, 1, (64, 2)).astype(np.float32)
         a, _ = model.predict(obs, deterministic=True)
         t = action_to_temperature(torch.from_numpy(a), 1.0, 10.0)
         assert torch.allclose(t, torch.full_like(t, 6.0), atol=0.2), algo
     with pytest.raises(Exception, match="outside"):
         agent = load_agent("agents/ppo.yaml", ["agent.policy.init_temperature=20"])
-        build_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=2)
-
-
-def test_critic_only_features_reach_the_critic_not_the_actor(tmp_path):
-    """env.critic_features: the schedule env's observation gains the reference run's validation
-    accuracy at the same epoch; the critic reads it, the actor cannot (its actions do not move when
-    the column does), and the exported policy is exactly the actor, on the actor's features."""
-    from conftest import ENV_TINY, SCHEDULE_TINY
-
-    from rltemp.agents.policies import AsymmetricActorCriticPolicy
-    from rltemp.agents.train import train_policy
-    from rltemp.config import load_config
-    from rltemp.envs.schedule_env import KDScheduleEnv
-    from rltemp.kd.policy import load_policy
-
-    cfg = load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.critic_features=[reference_val_acc]"])
-    env = KDScheduleEnv(cfg, reference_dir=tmp_path / "refs")
-    obs, _ = env.reset(options={"student_seed": 1001, "student": 0})
-    assert obs.shape == (3,) and env.observation_space.shape == (3,)
-    curve = env.reference_curve(1001, 0)
-    assert obs[2] == pytest.approx(curve[0])
-    obs, *_ = env.step(np.zeros(1, np.float32))
-    assert obs[2] == pytest.approx(curve[1], abs=1e-6)  # the reference after as many epochs
-    both = KDScheduleEnv(load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.critic_features=[reference_val_acc, "
-                                                                       "reference_final_val_acc]"]),
-                         reference_dir=tmp_path / "refs")
-    obs, _ = both.reset(options={"student_seed": 1001, "student": 0})
-    assert obs.shape == (4,) and obs[2] == pytest.approx(curve[0]) and obs[3] == pytest.approx(curve[-1])
-    obs, *_ = both.step(np.zeros(1, np.float32))
-    assert obs[3] == pytest.approx(curve[-1])  # a constant of the student: where its reference run ends
-    res = train_policy(cfg, load_agent("agents/ppo.yaml", SCHEDULE_TINY), out=tmp_path / "p", progress=False, jobs=1)
-    assert res["episodes"] == 4
-    from stable_baselines3 import PPO
-
-    model = PPO.load(tmp_path / "p" / "schedule.zip", device="cpu")  # SB3's own file (a test may unpickle it)
-    assert isinstance(model.policy, AsymmetricActorCriticPolicy) and model.policy.actor_dims == 2
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(8, 3, generator=g)
-    x2 = x.clone()
-    x2[:, 2] = torch.rand(8, generator=g)
-    a1, _ = model.predict(x.numpy(), deterministic=True)
-    a2, _ = model.predict(x2.numpy(), deterministic=True)
-    assert np.array_equal(a1, a2)  # the actor ignores the critic's column
-    with torch.no_grad():
-        v1, v2 = model.policy.predict_values(x), model.policy.predict_values(x2)
-    assert not torch.allclose(v1, v2)  # the critic reads it
-    policy = load_policy(tmp_path / "p")
-    assert policy.meta["schedule"]["features"] == ["progress", "last_val_acc"]
-    assert policy.meta["schedule"]["critic_features"] == ["reference_val_acc"]
-    assert np.allclose(policy.schedule(x[:, :2]).numpy(), a1, atol=1e-5)  # export = the actor
-    from rltemp.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="critic_features: unknown feature 'reference_val'.*did you mean"):
-        load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.critic_features=[reference_val]"])
-    with pytest.raises(ConfigError, match="critic_features needs env.reward_reference"):
-        load_config("envs/mnist1d.yaml", [*ENV_TINY, "env.critic_features=[reference_val_acc]", "env.reward_reference="])
-
-
-def test_tanh_mean_keeps_the_mean_in_the_box_and_exports_as_trained(tmp_path):
-    """agent.policy.tanh_mean: the Gaussian's mean is tanh of the head, so however far the head is
-    pushed the mean stays inside [-1, 1] and samples still fall on both sides of it; the
-    log-probabilities are a plain Gaussian's around that mean; the exported policy applies the same
-    tanh (its deterministic actions equal SB3's)."""
-    from conftest import SCHEDULE_TINY
-    from stable_baselines3 import PPO
-
-    from rltemp.agents.policies import ScheduleActorCriticPolicy
-    from rltemp.agents.train import train_policy
-    from rltemp.config import load_config
-    from rltemp.kd.policy import load_policy
-
-    with pytest.raises(ConfigError, match=r"tanh_mean .* \(SAC's actions are tanh-squashed already\)"):
-        load_agent("agents/sac.yaml", ["agent.policy.tanh_mean=true"])
-    cfg = load_config("envs/mnist1d.yaml", TINY)
-    res = train_policy(cfg, load_agent("agents/ppo.yaml", [*SCHEDULE_TINY, "agent.policy.tanh_mean=true"]),
-                       out=tmp_path / "p", progress=False, jobs=1)
-    assert res["episodes"] == 4
-    model = PPO.load(tmp_path / "p" / "schedule.zip", device="cpu")  # SB3's own file (a test may unpickle it)
-    assert isinstance(model.policy, ScheduleActorCriticPolicy) and model.policy.tanh_mean
-    assert model.policy.actor_dims is None  # no critic-only columns: one shared extractor
-    policy = load_policy(tmp_path / "p")
-    assert policy.meta["schedule"]["tanh_mean"] is True and policy.schedule.squash
-    x = torch.rand(16, 2, generator=torch.Generator().manual_seed(0))
-    a, _ = model.predict(x.numpy(), deterministic=True)
-    assert np.allclose(policy.schedule(x).numpy(), a, atol=1e-6)  # export = the trained actor
-    with torch.no_grad():
-        model.policy.action_net.bias.fill_(-50.0)  # a head pushed far past the box's edge
-        dist = model.policy.get_distribution(x)
-        mean = dist.distribution.mean
-        assert (mean >= -1).all() and (mean > -1.0001).all() and torch.allclose(mean, torch.tensor(-1.0))
-        samples = dist.sample()
-        assert (samples > -1).any() and (samples < -1).any()  # samples still explore the box's inside
-        expected = torch.distributions.Normal(mean, dist.distribution.stddev).log_prob(samples).sum(-1)
-        assert torch.allclose(dist.log_prob(samples), expected)
+        make_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=2)
 
 
 def test_per_student_advantages_weigh_each_student_alike(tmp_path):
@@ -462,9 +338,8 @@ def test_per_student_advantages_weigh_each_student_alike(tmp_path):
     no more in the update; the state survives in the checkpoint."""
     from types import SimpleNamespace
 
-    from conftest import SCHEDULE_TINY
-
-    from rltemp.agents.train import PerStudentAdvantages, train_policy
+    from rltemp.agents.callbacks import PerStudentAdvantages
+    from rltemp.agents.train import train_policy
     from rltemp.config import load_config
 
     cb = PerStudentAdvantages()
@@ -484,8 +359,6 @@ def test_per_student_advantages_weigh_each_student_alike(tmp_path):
     cb._on_step()
     cb._on_rollout_end()
     assert np.allclose(adv2, [[0.0, 1.0 / np.sqrt(1.03 / 5)]])
-    with pytest.raises(ConfigError, match="per_student_advantages .* needs ppo or a2c, not sac"):
-        load_agent("agents/sac.yaml", ["agent.per_student_advantages=true"])
 
     students = "env.students=[{model: mlp, options: {width: 16, depth: 1}}, {model: mlp, options: {width: 16, depth: 1}, lr: 0.0003}]"
     cfg = load_config("envs/mnist1d.yaml", [*TINY, students])
@@ -501,34 +374,31 @@ def test_per_student_advantages_weigh_each_student_alike(tmp_path):
 def test_normalized_observations_are_folded_into_the_exported_policy(tmp_path):
     """agent.policy.normalize_obs: the schedule head trains on observations standardised by SB3's
     VecNormalize; the exported head reads raw features and acts exactly as the trained actor on the
-    standardised ones (the statistics folded into its first layer), critic-only columns dropped; a
-    resumed training continues the checkpoint's statistics."""
-    from conftest import SCHEDULE_TINY
+    standardised ones (the statistics folded into its first layer); a resumed training continues the
+    checkpoint's statistics."""
     from stable_baselines3 import PPO
 
-    from rltemp.agents.train import train_policy
+    from rltemp.agents.train import resume_policy, train_policy
     from rltemp.config import load_config
     from rltemp.kd.policy import load_policy
 
-    cfg = load_config("envs/mnist1d.yaml", [*TINY, "env.critic_features=[reference_val_acc]"])
-    agent = load_agent("agents/ppo.yaml", [*SCHEDULE_TINY, "agent.policy.normalize_obs=true", "agent.policy.tanh_mean=true"])
+    cfg = load_config("envs/mnist1d.yaml", TINY)
+    agent = load_agent("agents/ppo.yaml", [*SCHEDULE_TINY, "agent.policy.normalize_obs=true"])
     train_policy(cfg, agent, out=tmp_path / "p", progress=False, jobs=1)
     rms = torch.load(tmp_path / "p" / "checkpoints" / "last.pt", weights_only=True)["history"]["obs_rms"]
     mean, var = np.array(rms["mean"]), np.array(rms["var"])
-    assert mean.shape == (3,) and rms["count"] > 4 and 0 < mean[0] < 1 and (var > 0).all()
+    assert mean.shape == (2,) and rms["count"] > 4 and 0 < mean[0] < 1 and (var > 0).all()
     assert not np.allclose(var, 1.0)  # statistics were gathered
     model = PPO.load(tmp_path / "p" / "schedule.zip", device="cpu")  # SB3's own file (a test may unpickle it)
     policy = load_policy(tmp_path / "p")
     folded = policy.meta["schedule"]["normalize_obs"]
-    assert policy.schedule.net[0].weight.shape[1] == 2 and len(folded["mean"]) == 3
+    assert policy.schedule.net[0].weight.shape[1] == 2 and len(folded["mean"]) == 2
     assert np.allclose(folded["mean"], mean, atol=0.1)  # the final statistics: the checkpoint's plus one rollout
-    raw = np.random.default_rng(0).uniform(0, 1, (32, 3)).astype(np.float32)
+    raw = np.random.default_rng(0).uniform(0, 1, (32, 2)).astype(np.float32)
     a, _ = model.predict(((raw - folded["mean"]) / np.array(folded["std"])).astype(np.float32), deterministic=True)
-    assert np.allclose(policy.schedule(torch.from_numpy(raw[:, :2])).numpy(), a, atol=1e-5)
+    assert np.allclose(policy.schedule(torch.from_numpy(raw)).numpy(), a, atol=1e-5)
     # --resume from the checkpoint (after 3 of the 4 episodes) continues the checkpoint's statistics: a
     # reset and one 2-epoch episode add 3 observations to them (fresh statistics would hold only those 3)
-    from rltemp.agents.train import resume_policy
-
     assert folded["observations"] == pytest.approx(1 + 4 * 2, abs=1e-3)  # a reset, then 4 episodes of 2 steps
     (tmp_path / "p" / "results.json").unlink()
     resume_policy(tmp_path / "p", progress=False, jobs=1)

@@ -10,17 +10,19 @@ from conftest import TINY
 import rltemp
 
 
-def test_controller_equals_the_policy_strategy_in_the_distiller(trained):
+@pytest.mark.parametrize("which", ["schedule only", "schedule and modulator"])
+def test_controller_equals_the_policy_strategy_in_the_distiller(which, request):
     from rltemp.config import load_config
     from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
     from rltemp.kd.trainer import Distiller
 
-    out, _ = trained
+    out = request.getfixturevalue("trained")[0] if which == "schedule only" else request.getfixturevalue("online_policy")
     cfg = load_config("envs/mnist1d.yaml", [*TINY, f"distill.temperature=policy:{out}", "seed=3"])
     data, device, strategy = prepare(cfg)
     d = Distiller(cfg.distill, data, build_student_model(cfg, data, 3), get_teacher(cfg, data, device), strategy, seed=3)
     ctl = rltemp.TemperatureController.load(out)
-    assert ctl.features["schedule"] == ["progress", "last_val_acc"] and ctl.features["instance"]
+    assert ctl.features["schedule"] == ["progress", "last_val_acc"]
+    assert bool(ctl.features["instance"]) == (which == "schedule and modulator")
     compared = 0
     while not d.done:
         for i, (x, y, idx) in enumerate(d.epoch_batches()):

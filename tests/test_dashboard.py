@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ENV_TINY
+from conftest import TINY
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -23,15 +23,14 @@ def _runs(root: Path) -> dict[str, EventAccumulator]:
 
 
 @pytest.fixture(scope="module")
-def suite_dir(tmp_path_factory, trained):
+def suite_dir(tmp_path_factory, online_policy):
     from rltemp.experiments.bench import PairSpec, PolicySpec, Suite, run_suite
 
     out = tmp_path_factory.mktemp("dash")
-    policy, _ = trained
-    suite = Suite(name="dash", seeds=[0, 1], pairs=[PairSpec("seen", "envs/mnist1d.yaml", ENV_TINY)],
-                  methods=["fixed:4", "ls", f"policy:{policy}", "policy"],
-                  # the fresh policy is run-level (its per-kind charts need one); the trained fixture is per-epoch
-                  policy=PolicySpec("agents/ppo-run.yaml", ["agent.episodes=2", "agent.episodes_per_rollout=1"]),
+    suite = Suite(name="dash", seeds=[0, 1], pairs=[PairSpec("seen", "envs/mnist1d.yaml", [*TINY, "distill.epochs=3"])],
+                  methods=["fixed:4", "ls", f"policy:{online_policy}", "policy"],
+                  # the fresh policy is run-level (its per-kind charts need one); the online policy has a modulator
+                  policy=PolicySpec("agents/ppo-run.yaml", ["agent.episodes=6", "agent.episodes_per_rollout=2"]),
                   references=["fixed:4"])
     run_suite(suite, out, jobs=1, progress=False)
     return out
@@ -57,7 +56,7 @@ def test_dashboard_layout_names_tags_that_exist(suite_dir):
 def test_figures_only_for_policy_runs_and_the_training_views(suite_dir):
     runs = _runs(suite_dir)
     with_images = {n for n, ea in runs.items() if ea.Tags()["images"]}
-    # the trained fixture has a modulator (per-instance figures); the suite's fresh policy is schedule-only:
+    # the online policy has a modulator (per-instance figures); the suite's fresh policy is schedule-only:
     # its schedule is the kd/temperature_mean scalar, no figure
     modulated = {n for n in runs if n.startswith("seen/policy_")}
     assert with_images == modulated | {"seen/policy-training"}, with_images

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ENV_TINY, TINY
+from conftest import TINY
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]'; CI installs it)")
 
@@ -81,7 +81,7 @@ def test_train_policy_on_ray_actors_matches_worker_processes_and_transfers(tmp_p
     from rltemp.cli import main
     from rltemp.config import load_config
 
-    cfg = load_config("envs/mnist1d.yaml", ENV_TINY)
+    cfg = load_config("envs/mnist1d.yaml", [*TINY, "env.run_probe=0.5"])
     agent = load_agent(preset, ["agent.episodes=2", "agent.episodes_per_rollout=1"])
     on_ray = train_policy(cfg, agent, out=tmp_path / "ray", progress=False, jobs=2, backend="ray")
     local = train_policy(cfg, agent, out=tmp_path / "process", progress=False, jobs=2)

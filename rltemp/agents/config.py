@@ -1,14 +1,11 @@
 """Zoo-style agent presets (``agents/*.yaml``): algorithm, budget, networks, hyperparameters.
 
-A preset trains a factorised temperature policy (:mod:`rltemp.kd.policy`) in up to two stages:
-
-1. the **schedule** head on ``rltemp/KDSchedule-v0`` (one decision per epoch; ``episodes``
-   student runs spread over the ``--jobs`` worker processes; every rollout holds
-   ``episodes_per_rollout`` whole episodes per worker, so n_steps is set by rltemp);
-2. optionally the per-instance **modulator** with the schedule frozen (``modulator.episodes`` > 0;
-   per-instance credit from ``env.calibration``): on ``rltemp/KDTemperature-v0``, one decision per
-   instance and KD step (``modulator.cadence: step``), or on ``rltemp/KDInstanceEpoch-v0``, one per
-   training instance and epoch (``epoch``, as online mode).
+A preset trains the **schedule** head of a temperature policy (:mod:`rltemp.kd.forms`): on
+``rltemp/KDSchedule-v0`` (``decision: epoch``, one decision per epoch) or ``rltemp/KDRunSchedule-v0``
+(``decision: run``, one decision per run from a probe); ``episodes`` student runs spread over the
+``--jobs`` workers, every rollout holding ``episodes_per_rollout`` whole episodes per worker (so
+n_steps is set by rltemp). Its ``modulator`` section is online mode's (``online:AGENT``): the
+per-instance network and hyperparameters learned during one student's run.
 
 Hyperparameter names are checked against the SB3 algorithm's constructor (unknown names list the
 valid ones, with a "did you mean") and their types against the constructor's defaults.
@@ -24,13 +21,10 @@ from typing import Any
 
 from rltemp.config import apply_overrides, build_dataclass, read_yaml
 from rltemp.errors import ConfigError, did_you_mean
-from rltemp.kd.features import check_features
 from rltemp.kd.policy import ACTIVATIONS
 
-ALGOS = ("ppo", "a2c", "sac")
-ON_POLICY = ("ppo", "a2c")
-MODULATOR_CADENCES = ("step", "epoch")
-DECISIONS = ("epoch", "run")  # the schedule head's cadence (rltemp.kd.policy)
+ALGOS = ("ppo", "a2c")  # on-policy actor-critics: one code path, Monte-Carlo advantages with gamma = gae_lambda = 1
+DECISIONS = ("epoch", "run")  # the schedule head's form (rltemp.kd.forms)
 # Arguments that rltemp sets itself (env, policy, logging, seeding, device; rollout length for the schedule).
 RESERVED = {"env", "policy", "policy_kwargs", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model"}
 
@@ -40,67 +34,36 @@ class PolicyNetConfig:
     net_arch: list[int] = field(default_factory=lambda: [32, 32])
     activation: str = "tanh"
     log_std_init: float = -1.0
-    # start the head's mean action here (schedule: this temperature; None: the action 0, i.e. sqrt(t_min * t_max));
-    # a list gives one temperature per output (a run-level head: [T_start, T_end])
-    init_temperature: float | list[float] | None = None
-    # PPO / A2C: bound the Gaussian's mean by tanh, so it cannot leave the action box (rltemp.agents.policies)
-    tanh_mean: bool = False
-    # schedule head: standardise the observation by running mean / std (SB3's VecNormalize) while training;
+    # start the head's mean action here (this temperature); None: the action 0, i.e. sqrt(t_min * t_max)
+    init_temperature: float | None = None
+    # standardise the observation by running mean / std (SB3's VecNormalize) while training;
     # the export folds the final statistics into the first layer, so the policy file reads raw features
     normalize_obs: bool = False
 
 
 @dataclass(frozen=True)
 class ModulatorConfig:
-    """Stage 2: the per-instance modulator, trained with the schedule frozen (0 episodes: no modulator)."""
+    """Online mode's per-instance modulator (``online:AGENT``), learned by RL during one student's run
+    on ``rltemp/KDInstanceEpoch-v0`` on top of ``env.base_policy``'s schedule; a minibatch is one
+    epoch's decisions unless ``hyperparams.batch_size`` says otherwise."""
 
-    episodes: int = 0
-    policy: PolicyNetConfig = field(default_factory=lambda: PolicyNetConfig(net_arch=[64, 64], log_std_init=-1.0))
+    policy: PolicyNetConfig = field(default_factory=lambda: PolicyNetConfig(net_arch=[16, 16], activation="relu"))
     hyperparams: dict[str, Any] = field(default_factory=dict)
-    # train only the modulator, on top of this trained policy's schedule (a path or shipped name); "": stage 1 first
-    schedule_from: str = ""
-    # where it learns: "step" (rltemp/KDTemperature-v0, a decision per instance and KD step) or "epoch"
-    # (rltemp/KDInstanceEpoch-v0, a decision per training instance and epoch, as online mode)
-    cadence: str = "step"
-
-
-@dataclass(frozen=True)
-class OnlineConfig:
-    """``online:AGENT``: the schedule a single run starts from (a policy path or shipped name); the
-    modulator is then learned by RL during that run (the ``modulator`` settings, one episode, on
-    ``rltemp/KDInstanceEpoch-v0``: one decision per instance and epoch), with this per-instance
-    credit rule (``uniform`` would give every instance of an epoch the same reward)."""
-
-    schedule: str = "default"
-    calibration: str = "influence"
-    hyperparams: dict[str, Any] = field(default_factory=dict)  # over modulator.hyperparams, for the online run
-    net_arch: list[int] = field(default_factory=list)  # the modulator's hidden layers in this run; empty: modulator's
-    activation: str = ""  # the modulator's activation in this run; empty: modulator's
-    credit_rank: int = 0  # env.credit_rank for this run: 0 = exact influence cosines, r > 0 = top-r validation directions
-    features: list[str] = field(default_factory=list)  # the modulator's observation in this run; empty: env.features
-
-    def net(self, modulator: PolicyNetConfig) -> PolicyNetConfig:
-        """The modulator network this run trains: the modulator's, with this section's net_arch / activation."""
-        return dataclasses.replace(modulator, net_arch=self.net_arch or modulator.net_arch,
-                                   activation=self.activation or modulator.activation)
 
 
 @dataclass(frozen=True)
 class AgentConfig:
     algo: str = "ppo"
-    # the schedule head decides once per epoch (rltemp/KDSchedule-v0) or once per student run: the first
-    # epoch's T, then a whole schedule from the state after it (rltemp/KDRunSchedule-v0; rltemp.kd.policy)
-    decision: str = "epoch"
+    decision: str = "epoch"  # the schedule head: one decision per epoch, or one per run from a probe
     episodes: int = 120  # schedule-training student runs, over all workers
-    episodes_per_rollout: int = 2  # per worker and rollout (on-policy algorithms): n_steps = this x epochs
-    checkpoint_every: int = 1  # rollouts (SAC: episodes) between resumable checkpoints
-    # PPO / A2C on a pool of students (env.students): divide each student's advantages by their running
-    # RMS, so that a kind of student whose gains are larger does not set the schedule's direction alone
+    episodes_per_rollout: int = 2  # per worker and rollout: n_steps = this x decisions per episode
+    checkpoint_every: int = 1  # rollouts between resumable checkpoints
+    # on a pool of students (env.students): divide each student's advantages by their running RMS, so
+    # that a kind of student whose gains are larger does not set the schedule's direction alone
     per_student_advantages: bool = False
     policy: PolicyNetConfig = field(default_factory=PolicyNetConfig)
     hyperparams: dict[str, Any] = field(default_factory=dict)
     modulator: ModulatorConfig = field(default_factory=ModulatorConfig)
-    online: OnlineConfig = field(default_factory=OnlineConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -111,7 +74,7 @@ def algo_class(name: str):  # noqa: ANN201
 
     if name not in ALGOS:
         raise ConfigError(f"agent.algo: unknown algorithm {name!r}{did_you_mean(name, ALGOS)}; valid: {', '.join(ALGOS)}")
-    return {"ppo": sb3.PPO, "a2c": sb3.A2C, "sac": sb3.SAC}[name]
+    return {"ppo": sb3.PPO, "a2c": sb3.A2C}[name]
 
 
 def _check_net(net: PolicyNetConfig, path: str) -> None:
@@ -168,42 +131,16 @@ def validate_agent(cfg: AgentConfig) -> AgentConfig:
     for key in ("episodes", "episodes_per_rollout", "checkpoint_every"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"agent.{key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.modulator.episodes < 0:
-        raise ConfigError(f"agent.modulator.episodes must be >= 0, got {cfg.modulator.episodes}")
-    if cfg.modulator.cadence not in MODULATOR_CADENCES:
-        raise ConfigError(f"agent.modulator.cadence: unknown cadence {cfg.modulator.cadence!r}"
-                          f"{did_you_mean(cfg.modulator.cadence, MODULATOR_CADENCES)}; valid: {', '.join(MODULATOR_CADENCES)}")
     if cfg.decision not in DECISIONS:
         raise ConfigError(f"agent.decision: unknown decision {cfg.decision!r}{did_you_mean(cfg.decision, DECISIONS)}; "
                           f"valid: {', '.join(DECISIONS)}")
-    if cfg.decision == "run" and (cfg.modulator.episodes > 0 or cfg.modulator.schedule_from):
-        raise ConfigError("agent.decision: run trains a schedule head only; a modulator needs an epoch-level "
-                          "schedule (agent.decision: epoch) or agent.modulator.episodes: 0")
     _check_net(cfg.policy, "agent.policy")
     _check_net(cfg.modulator.policy, "agent.modulator.policy")
-    _check_net(cfg.online.net(cfg.modulator.policy), "agent.online")
-    if cfg.policy.tanh_mean and (cfg.algo not in ON_POLICY or cfg.hyperparams.get("use_sde")):
-        raise ConfigError("agent.policy.tanh_mean bounds a diagonal Gaussian's mean: it needs "
-                          f"{' or '.join(ON_POLICY)} without use_sde (SAC's actions are tanh-squashed already)")
-    if cfg.per_student_advantages and cfg.algo not in ON_POLICY:
-        raise ConfigError(f"agent.per_student_advantages scales an actor-critic's advantages: it needs "
-                          f"{' or '.join(ON_POLICY)}, not {cfg.algo}")
-    for key in ("tanh_mean", "normalize_obs"):
+    for key in ("init_temperature", "normalize_obs"):
         if getattr(cfg.modulator.policy, key):
             raise ConfigError(f"agent.modulator.policy.{key}: only the schedule head (agent.policy) has this option")
-    if cfg.online.features:
-        check_features(list(cfg.online.features), "agent.online.features")
-    if cfg.online.credit_rank < 0:
-        raise ConfigError(f"agent.online.credit_rank must be >= 0 (0: exact), got {cfg.online.credit_rank}")
-    _check_hyperparams(cfg.algo, cfg.hyperparams, "agent.hyperparams", {"n_steps"} if cfg.algo in ON_POLICY else set())
+    _check_hyperparams(cfg.algo, cfg.hyperparams, "agent.hyperparams", {"n_steps"})
     _check_hyperparams(cfg.algo, cfg.modulator.hyperparams, "agent.modulator.hyperparams", set())
-    _check_hyperparams(cfg.algo, cfg.online.hyperparams, "agent.online.hyperparams", set())
-    from rltemp.envs.rewards import CALIBRATIONS
-
-    if cfg.online.calibration not in CALIBRATIONS:
-        raise ConfigError(f"agent.online.calibration: unknown calibration {cfg.online.calibration!r}"
-                          f"{did_you_mean(cfg.online.calibration, CALIBRATIONS.names())}; "
-                          f"valid: {', '.join(CALIBRATIONS.names())}")
     return cfg
 
 

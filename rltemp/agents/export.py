@@ -1,4 +1,5 @@
-"""Export trained SB3 heads as one weights-only policy (format: :mod:`rltemp.kd.policy`).
+"""Export trained SB3 heads as one weights-only policy (format: :mod:`rltemp.kd.policy`,
+heads: :class:`rltemp.kd.forms.Head`).
 
 ``policy.pt`` is a plain state dict (``schedule.*``, ``modulator.*``; ``torch.load(...,
 weights_only=True)``), ``policy.json`` says what the policy needs (feature sets, temperature
@@ -17,7 +18,10 @@ from typing import Any
 
 import torch
 
-from rltemp.kd.policy import FORMAT, actor_state_from_sb3, head_inputs, load_policy
+from rltemp.agents.config import AgentConfig
+from rltemp.config import Config
+from rltemp.kd.forms import Head, Modulator, Probe, ProbeSchedule
+from rltemp.kd.policy import FORMAT, actor_state_from_sb3, load_policy
 from rltemp.paths import atomic_write_bytes
 
 # A tiny, seconds-long run on which a policy's decisions are recorded when it is exported; a test
@@ -31,40 +35,73 @@ FINGERPRINT_RUN = {
 }
 
 
-def _head_state(model: Any, meta_head: dict[str, Any], prefix: str,
-                obs_norm: tuple[Any, Any] | None = None) -> dict[str, torch.Tensor]:
-    state = actor_state_from_sb3(model.policy.state_dict(), meta_head["algo"], len(meta_head["net_arch"]))
-    # an asymmetric actor-critic's observation ends with critic-only columns, which its actor sees as
-    # zeros (after any normalisation): dropping their first-layer weights leaves every action unchanged
-    n = head_inputs(meta_head)
-    state["net.0.weight"] = state["net.0.weight"][:, :n]
+def schedule_head(cfg: Config, agent: AgentConfig) -> Head:
+    """The ``policy.json`` head of the schedule that ``agent`` trains on ``cfg``."""
+    env = cfg.env
+    run = agent.decision == ProbeSchedule.decision
+    return Head(agent.decision, agent.algo, list(env.run_features if run else env.schedule_features),
+                list(agent.policy.net_arch), agent.policy.activation, reward_reference=env.reward_reference,
+                probe=Probe(env.run_probe, env.run_probe_temperature) if run else None)
+
+
+def modulator_head(cfg: Config, agent: AgentConfig) -> Head:
+    """The ``policy.json`` head of online mode's modulator."""
+    net = agent.modulator.policy
+    return Head(Modulator.decision, agent.algo, list(cfg.env.features), list(net.net_arch), net.activation,
+                max_multiplier=cfg.env.max_multiplier)
+
+
+def policy_meta(cfg: Config, schedule: Head, modulator: Head | None, trained_on: dict[str, Any]) -> dict[str, Any]:
+    """``policy.json`` without its fingerprint: the heads, the temperature range, the training, versions."""
+    import gymnasium
+    import stable_baselines3
+
+    import rltemp
+
+    env = cfg.env
+    students = [s.model if s.lr is None else f"{s.model} (lr {s.lr:g})" for s in env.students] or [cfg.student.model]
+    return {
+        "format": FORMAT, "t_min": env.t_min, "t_max": env.t_max,
+        "action_mapping": "T = exp(log t_min + (a+1)/2 (log t_max - log t_min))",
+        "schedule": schedule.to_dict(), "modulator": modulator.to_dict() if modulator is not None else None,
+        "trained_on": {"dataset": cfg.data.name, "teacher": cfg.teacher.model, "students": students,
+                       "epochs": cfg.distill.epochs, **trained_on},
+        "versions": {"rltemp": rltemp.__version__, "torch": torch.__version__,
+                     "stable_baselines3": stable_baselines3.__version__, "gymnasium": gymnasium.__version__},
+    }
+
+
+def _head_state(model: Any, head: Head, prefix: str, obs_norm: tuple[Any, Any] | None = None) -> dict[str, torch.Tensor]:
+    state = actor_state_from_sb3(model.policy.state_dict(), len(head.net_arch))
     if obs_norm is not None:  # trained on (x - mean) / std: W ((x - mean) / std) + b = (W / std) x + (b - W mean / std)
-        mean, std = (torch.as_tensor(v, dtype=state["net.0.weight"].dtype)[:n] for v in obs_norm)
+        mean, std = (torch.as_tensor(v, dtype=state["net.0.weight"].dtype) for v in obs_norm)
         w = state["net.0.weight"] / std
         state["net.0.bias"] = state["net.0.bias"] - w @ mean
         state["net.0.weight"] = w
     return {f"{prefix}.{k}": v.detach().cpu() for k, v in state.items()}
 
 
-def export_policy(schedule_model: Any, modulator_model: Any, meta: dict[str, Any], out_dir: Path,
-                  schedule_state: dict[str, torch.Tensor] | None = None,
+def export_policy(meta: dict[str, Any], out_dir: Path, schedule_model: Any = None,
+                  schedule_state: dict[str, torch.Tensor] | None = None, modulator_model: Any = None,
                   schedule_obs_norm: tuple[Any, Any] | None = None) -> None:
     """Write ``policy.pt`` + ``policy.json`` (+ SB3 zips) into ``out_dir``. The schedule head comes
-    from ``schedule_model`` or, when it was trained earlier, ``schedule_state`` (ActorNet keys);
-    ``schedule_obs_norm``: the (mean, std) per observation column that ``schedule_model`` was
-    trained on, folded into its first layer so that the exported head reads raw features."""
+    from ``schedule_model`` or, when it was trained elsewhere (online mode's base), ``schedule_state``
+    (ActorNet keys); ``schedule_obs_norm``: the (mean, std) per observation column that
+    ``schedule_model`` was trained on, folded into its first layer so that the exported head reads
+    raw features."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if schedule_model is not None:
-        state = _head_state(schedule_model, meta["schedule"], "schedule", schedule_obs_norm)
+        head = Head.from_dict(meta["schedule"], "schedule")
+        state = _head_state(schedule_model, head, "schedule", schedule_obs_norm)
     else:
         state = {f"schedule.{k}": v.detach().cpu() for k, v in (schedule_state or {}).items()}
     if modulator_model is not None:
-        state.update(_head_state(modulator_model, meta["modulator"], "modulator"))
+        state.update(_head_state(modulator_model, Head.from_dict(meta["modulator"], "modulator"), "modulator"))
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(out_dir / "policy.pt", buf.getvalue())
-    atomic_write_bytes(out_dir / "policy.json", (json.dumps({"format": FORMAT, **meta}, indent=2) + "\n").encode())
+    atomic_write_bytes(out_dir / "policy.json", (json.dumps(meta, indent=2) + "\n").encode())
     for name, model in (("schedule", schedule_model), ("modulator", modulator_model)):
         if model is not None:
             tmp = out_dir / f".tmp-{name}.zip"

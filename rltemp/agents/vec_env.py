@@ -1,21 +1,20 @@
-"""The B instances of one shared KD trainer are the B slots of an SB3 VecEnv (the per-instance
-modulator of a policy is trained this way): the B instances of a mini-batch
-(``rltemp/KDTemperature-v0``) or the N instances of the training split (``rltemp/KDInstanceEpoch-v0``,
-online mode) — any env whose observation is (B, F) and whose info carries ``instance_rewards`` (B,).
+"""The N training instances of one shared KD trainer are the N slots of an SB3 VecEnv: online mode's
+modulator learns this way on ``rltemp/KDInstanceEpoch-v0`` — any env whose observation is (N, F)
+and whose info carries ``instance_rewards`` (N,).
 
 Why this design: a stock SB3 policy (``MlpPolicy``) then acts on one instance's feature row at a
-time, so its weights are shared across the instances of a batch, its decisions are equivariant to
-the order of the batch and independent of the batch size *by construction*, and every SB3
-algorithm (PPO, A2C, SAC) works unchanged — no custom distribution or policy class to maintain.
-Each slot gets its own calibrated reward (:mod:`rltemp.envs.rewards`), which is what per-instance
-credit assignment needs; a single B-dimensional action would feed PPO one scalar reward.
+time, so its weights are shared across the instances, its decisions are equivariant to their order
+and independent of their number *by construction*, and PPO / A2C work unchanged — no custom
+distribution or policy class to maintain. Each slot gets its own calibrated reward
+(:mod:`rltemp.envs.rewards`), which is what per-instance credit assignment needs; a single
+N-dimensional action would feed PPO one scalar reward.
 
-Slot rewards: slot i receives B · ``info["instance_rewards"][i]``, the reward the environment
-delivers to that instance's decision at this step (scaled by B so that under ``uniform``
-calibration a slot sees the interval's reward itself). Every slot's episode ends together when the
-student's epoch budget is spent: that is a real termination (progress is observed), so SB3 gets
-``TimeLimit.truncated = False``, does not bootstrap, and keeps the real terminal observation; the
-vec env then starts a fresh student.
+Slot rewards: slot i receives N · ``info["instance_rewards"][i]``, the reward the environment
+delivers to that instance's decision at this step (scaled by N so that a slot sees the epoch's
+reward plus its own credit). Every slot's episode ends together when the student's epoch budget is
+spent: that is a real termination (progress is observed), so SB3 gets ``TimeLimit.truncated =
+False``, does not bootstrap, and keeps the real terminal observation; the vec env then starts a
+fresh student (or stops, ``auto_reset=False``).
 """
 
 from __future__ import annotations
@@ -36,9 +35,8 @@ class InstanceVecEnv(VecEnv):
                  auto_reset: bool = True) -> None:
         self.env = env
         b, f = env.observation_space.shape
-        per = (2,) if env.ecfg.pair else (1,)
         self.render_mode = None
-        super().__init__(b, spaces.Box(0.0, 1.0, (f,), np.float32), spaces.Box(-1.0, 1.0, per, np.float32))
+        super().__init__(b, spaces.Box(0.0, 1.0, (f,), np.float32), spaces.Box(-1.0, 1.0, (1,), np.float32))
         self.on_episode_end = on_episode_end
         self.auto_reset = auto_reset
         self._actions: np.ndarray | None = None

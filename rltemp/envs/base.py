@@ -1,7 +1,7 @@
-"""What both KD environments share: the data, the teacher (and its logit cache), the pool of
+"""What the KD environments share: the data, the teacher (and its logit cache), the pool of
 students and seeds, and a fresh :class:`~rltemp.kd.trainer.Distiller` per episode.
 
-Both environments drive the very Distiller that ``rltemp distill`` uses (no second training loop).
+Every environment drives the very Distiller that ``rltemp distill`` uses (no second training loop).
 ``reset(seed=...)`` starts a fresh student: architecture from ``env.students`` and seed from
 ``env.seeds`` (drawn with the env's seeded RNG; ``options={"student_seed": s, "student": i}``
 forces them; with no ``env.seeds`` a fresh seed in [1000, 2^31) is drawn, so students seen in
@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from rltemp.config import Config, EnvConfig, TrainingStudentConfig, apply_overrides, config_from_dict, load_config
-from rltemp.envs.rewards import REWARDS
-from rltemp.kd.pipeline import get_teacher, prepare
+from rltemp.kd.pipeline import get_teacher, prepare_data
 from rltemp.kd.trainer import Distiller, predict_logits
 from rltemp.models import build_model
 
@@ -41,9 +40,7 @@ class StudentRunsEnv(gym.Env):
         cfg = resolve_config(config, overrides)
         self.cfg = cfg
         self.ecfg: EnvConfig = cfg.env
-        REWARDS.get(self.ecfg.reward)
-        # "ce" only validates the data/model config here; the agent sets the temperatures.
-        self.data, self.device, _ = prepare(cfg.with_temperature("ce"))
+        self.data, self.device = prepare_data(cfg)  # the agent sets the temperatures: no strategy
         self.teacher = get_teacher(cfg, self.data, self.device, progress)
         self.students = list(self.ecfg.students) or [TrainingStudentConfig(cfg.student.model, cfg.student.options)]
         for s in self.students:  # fail now on bad student names / options
@@ -102,9 +99,6 @@ class StudentRunsEnv(gym.Env):
         if tuple(a.shape) != self.action_space.shape:
             raise ValueError(f"action must have shape {self.action_space.shape}, got {tuple(a.shape)}")
         return a
-
-    def signal(self, acc: float, loss: float) -> float:
-        return REWARDS.get(self.ecfg.reward)(acc, loss)
 
     def steps_per_episode(self) -> int:
         return (len(self.data.train) // self.cfg.distill.batch_size) * self.cfg.distill.epochs

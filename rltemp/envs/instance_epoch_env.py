@@ -1,40 +1,39 @@
 """``rltemp/KDInstanceEpoch-v0``: one temperature decision per training instance and epoch.
 
-The per-instance counterpart of ``rltemp/KDSchedule-v0``, and what online mode learns on. One
-``step(action)`` runs one whole epoch of the student (the Distiller of ``rltemp distill``, no second
-loop) with a temperature for every instance of the training split, chosen at the start of the
-epoch. The KD step env (``rltemp/KDTemperature-v0``) decides per mini-batch, which costs an SB3
-call, feature extraction and torch↔numpy traffic on every optimiser step (1.6 × a plain step on the
-default pair); here all of that happens once per epoch, over the whole training split at once, and
-the optimiser steps run as in a plain epoch.
+The per-instance environment, and what online mode learns on. One ``step(action)`` runs one whole
+epoch of the student (the Distiller of ``rltemp distill``, no second loop) with a temperature for
+every instance of the training split, chosen at the start of the epoch. Deciding per mini-batch
+instead costs an SB3 call, feature extraction and torch↔numpy traffic on every optimiser step (1.6 ×
+a plain step on the default pair: the per-KD-step environment of earlier versions, RESULTS); here all
+of that happens once per epoch, over the whole training split at once, and the optimiser steps run as
+in a plain epoch.
 
 - Observation ``Box(0, 1, (N, F), float32)``, N = the training split's size: each instance's
   features (``env.features``, :mod:`rltemp.kd.features`) from the logits of the last optimiser step
   that saw it (its previous epoch; before the first epoch, one inference pass of the initial
   student), with the global features (progress, last validation accuracy, loss average) of *now*.
   No extra forward pass: the logits are kept as the epoch's steps make them.
-- Action ``Box(-1, 1, (N,))``: the same map as the step env (:func:`~rltemp.envs.kd_env.instance_temperatures`),
-  once per epoch for all N instances: without ``env.base_policy`` the temperature on a log scale;
-  with it, a modulation of the schedule head's temperature for the epoch, centred over the epoch's
-  N decisions (so T_sched stays their geometric mean; a transferred policy, deciding per batch,
-  centres over its batch).
-- Reward: scale · Δ signal over the epoch on the **full validation split** (the evaluation the
-  Distiller makes at every epoch end; one pass also yields the validation gradient that
-  ``influence`` credit needs). ``info["instance_rewards"]`` (N,) decomposes it over the n instances
-  the epoch's steps saw (``drop_last`` leaves the rest of the split, which get 0):
-  ``uniform`` R / n each; ``kd_share`` by their KD losses; ``influence`` (R + κ (c_i − mean c)) / n,
-  with c_i the cosine between instance i's update and the validation descent direction at the start
-  of the epoch (:func:`~rltemp.envs.rewards.alignment`, from the gradient at each batch's logits and its
-  penultimate features, kept as the steps make them; one batched product per epoch) — scale-invariant,
-  zero-sum, so the n rewards still sum to R exactly (``env.credit_rank`` r > 0: the cosine against
-  the validation gradient's top-r directions, which online mode uses; see ``alignment``). κ =
-  ``env.credit_scale`` is in units of the epoch's reward
-  (:class:`~rltemp.agents.vec_env.InstanceVecEnv` gives each slot N times its instance reward, R plus
-  its own credit).
+- Action ``Box(-1, 1, (N,))``, once per epoch for all N instances: with ``env.base_policy`` (the
+  default: the shipped policy) a modulation of that policy's schedule temperature for the epoch,
+  T_i = T_sched · exp(log(max_multiplier) · (a_i − mean a)) centred over the epoch's N decisions (so
+  T_sched stays their geometric mean; a transferred policy, deciding per batch, centres over its
+  batch); with ``env.base_policy=""`` the temperature itself on the log scale of
+  :func:`~rltemp.kd.forms.action_to_temperature`. Non-finite actions are counted and neutral (no
+  modulation, or T = sqrt(t_min · t_max)).
+- Reward: scale · Δ validation accuracy over the epoch on the **full validation split** (the
+  evaluation the Distiller makes at every epoch end; the same pass yields the validation gradient).
+  ``info["instance_rewards"]`` (N,) decomposes it over the n instances the epoch's steps saw
+  (``drop_last`` leaves the rest of the split, which get 0): (R + c_i − mean c) / n, with c_i the
+  cosine between instance i's update and the validation descent direction at the start of the epoch
+  (:mod:`rltemp.envs.rewards`; from the gradient at each batch's logits and its penultimate features,
+  kept as the steps make them; one batched product per epoch, against the validation gradient's top
+  ``env.credit_rank`` directions) — scale-invariant and zero-sum, so the n rewards sum to R exactly
+  (:class:`~rltemp.agents.vec_env.InstanceVecEnv` gives each slot N times its instance reward).
 - The episode ends after ``distill.epochs`` epochs: ``terminated``, with a real final observation
   (the last epoch's features, progress 1). ``info`` also carries the seen instances
-  (``instances``, in the order they were seen) and, in that order, their temperatures, the teacher's confidence and the student's true-class probability and correctness
-  (for :func:`~rltemp.kd.tblog.log_decisions`), and ``epoch_val_acc``.
+  (``instances``, in the order they were seen) and, in that order, their temperatures, the teacher's
+  confidence and the student's true-class probability and correctness (for
+  :func:`~rltemp.kd.tblog.log_decisions`), and ``epoch_val_acc``.
 """
 
 from __future__ import annotations
@@ -47,34 +46,24 @@ import torch
 
 from rltemp.config import Config
 from rltemp.envs.base import StudentRunsEnv, observation_box
-from rltemp.envs.kd_env import instance_temperatures
-from rltemp.envs.rewards import (
-    CALIBRATIONS,
-    InputCapture,
-    alignment,
-    evaluate_with_gradient,
-    last_linear,
-    needs_alignment,
-)
-from rltemp.errors import ConfigError
+from rltemp.envs.rewards import InputCapture, alignment, evaluate_with_gradient, influence, last_linear
 from rltemp.kd.features import FeatureInput, GlobalState, check_features, compute_features
-from rltemp.kd.policy import load_schedule_base
-from rltemp.kd.trainer import evaluate, predict_logits
+from rltemp.kd.forms import Head, Modulator, action_to_temperature
+from rltemp.kd.policy import ScheduleDecisions, load_schedule_base
+from rltemp.kd.trainer import predict_logits
 
 
 class KDInstanceEpochEnv(StudentRunsEnv):
     def __init__(self, config: Config | str | None = None, overrides: list[str] | None = None,
                  progress: bool = False) -> None:
         super().__init__(config, overrides, progress)
-        if self.ecfg.pair:
-            raise ConfigError("env.pair is not supported by rltemp/KDInstanceEpoch-v0 (one temperature per instance)")
         self.features = check_features(list(self.ecfg.features))
-        CALIBRATIONS.get(self.ecfg.calibration)
         self.base = load_schedule_base(self.ecfg.base_policy) if self.ecfg.base_policy else None
+        head = Head(Modulator.decision, "", self.features, [], "", max_multiplier=self.ecfg.max_multiplier)
+        self._modulator = Modulator(head, self.ecfg.t_min, self.ecfg.t_max)
         self.n = len(self.data.train)
         self.observation_space = observation_box((self.n, len(self.features)))
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n,), np.float32)
-        self.influence = needs_alignment(self.ecfg.calibration)
         self._capture: InputCapture | None = None
         self._h_buf: torch.Tensor | None = None
         self._delta_buf: torch.Tensor | None = None
@@ -85,12 +74,19 @@ class KDInstanceEpochEnv(StudentRunsEnv):
 
     # ------------------------------------------------------------------ helpers
     def _validate(self) -> tuple[float, float]:
-        """Accuracy and loss on the full validation split (and, for influence credit, its gradient)."""
+        """Accuracy and loss on the full validation split, and its gradient for the credit."""
         d = self.distiller
-        if self.influence:
-            acc, loss, self._g_w, self._g_b = evaluate_with_gradient(d.student, self._capture, d.data.val, d.data)
-            return acc, loss
-        return evaluate(d.student, d.data.val, d.data)
+        acc, loss, self._g_w, self._g_b = evaluate_with_gradient(d.student, self._capture, d.data.val, d.data)
+        return acc, loss
+
+    def instance_temperatures(self, a: torch.Tensor, t_sched: float | None) -> tuple[torch.Tensor, int]:
+        """The epoch's temperatures from the instances' actions, and how many were not finite."""
+        bad = ~torch.isfinite(a)
+        n_bad = int(bad.sum())
+        a = torch.nan_to_num(a, nan=0.0, posinf=1.0, neginf=-1.0)
+        if t_sched is not None:
+            return self._modulator.temperatures(t_sched, a), n_bad
+        return action_to_temperature(a, self.ecfg.t_min, self.ecfg.t_max), n_bad
 
     def _features(self) -> FeatureInput:
         """What every instance looked like when last seen, with the global state of now. The
@@ -124,35 +120,37 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         d = self.distiller
         if self._capture is not None:
             self._capture.remove()
-        if self.influence:
-            self._capture = InputCapture(last_linear(d.student, self.data.num_classes))
+        self._capture = InputCapture(last_linear(d.student, self.data.num_classes))
         # what each instance looked like when last seen: the initial student's logits to begin with
         self._zs = predict_logits(d.student, d.data.train, d.data).float()
         self._zt = predict_logits(self.teacher, d.data.train, d.data).float() if d.teacher_cache is None else None
         self._teacher_side: dict[str, Any] | None = None
-        self._signal_prev = self.signal(*self._validate())
-        self.initial_signal = self._signal_prev
-        return compute_features(self.features, self._features()).cpu().numpy(), info
+        self._base = ScheduleDecisions(self.base) if self.base is not None else None
+        probe = self.base.form.probe if self.base is not None else None
+        if probe is not None:  # a run-level base schedule decides once, from a probe of the fresh student
+            acc, loss_ema = d.probe(probe.epochs, probe.temperature)
+            self._base.action = self.base.act(GlobalState(0.0, acc, loss_ema))
+        self._acc_prev = self._validate()[0]
+        return compute_features(self.features, self._features()).cpu().numpy(), {**info, "val_acc": self._acc_prev}
 
     def step(self, action: Any):  # noqa: ANN201
         d = self.running_distiller()
         a = self.action_tensor(action)
         t_sched = None
-        if self.base is not None:  # the schedule's decision for this epoch, from the state at its start
-            t_sched = self.base.schedule_temperature(GlobalState(d.progress, d.last_val_acc, d.loss_ema))
-        g_w, g_b = (self._g_w, self._g_b) if self.influence else (None, None)  # the descent direction at the start
+        if self._base is not None:  # the schedule's temperature for this epoch, from the state at its start
+            t_sched = self._base.temperature(GlobalState(d.progress, d.last_val_acc, d.loss_ema))
+        g_w, g_b = self._g_w, self._g_b  # the descent direction at the epoch's start
         # the epoch's temperature for every instance (with a schedule: centred over the epoch's decisions)
-        temps_all, n_bad = instance_temperatures(a, self.ecfg, t_sched)
+        temps_all, n_bad = self.instance_temperatures(a, t_sched)
         idxs, ts, kds = [], [], []
         seen = (self.n // d.cfg.batch_size) * d.cfg.batch_size  # the epoch's full batches (drop_last)
         off = 0
         for x, y, idx in d.epoch_batches():
             logits = d.forward_batch(x, idx)
             rows = slice(off, off + len(idx))
-            if self.influence:
-                _, h_buf = self._buffers(seen, self._capture.h)
-                h_buf[rows] = self._capture.h.flatten(1)
-                logits[0].register_hook(self._keep_grad(rows))
+            _, h_buf = self._buffers(seen, self._capture.h)
+            h_buf[rows] = self._capture.h.flatten(1)
+            logits[0].register_hook(self._keep_grad(rows))
             res = d.train_step(x, y, idx, temperature=temps_all[idx], logits=logits)
             # what each instance looks like now, for the next epoch's features (read only after this epoch)
             self._zs[idx] = res.student_logits.float()
@@ -164,18 +162,14 @@ class KDInstanceEpochEnv(StudentRunsEnv):
             off += len(idx)
         epoch = d.epoch
         stats = d.end_epoch(validation=self._validate())
-        sig = self.signal(stats.val_acc, stats.val_loss)
-        reward = self.ecfg.reward_scale * (sig - self._signal_prev)
-        self._signal_prev = sig
+        reward = self.ecfg.reward_scale * (stats.val_acc - self._acc_prev)
+        self._acc_prev = stats.val_acc
         rows = torch.cat(idxs)  # the instances the epoch's steps saw, in the order they were seen
         temps, kd = torch.cat(ts), torch.cat(kds)
-        # the epoch's reward over those instances (sums to it exactly)
-        if self.influence:  # each instance's update against the descent direction at the epoch's start
-            c = alignment(self._delta_buf[:off], self._h_buf[:off], g_w, g_b, dtype=torch.float32,
-                          rank=self.ecfg.credit_rank)
-            per = CALIBRATIONS.get("influence")(reward, c[None], c[None], self.ecfg.credit_scale / len(rows))[0]
-        else:
-            per = CALIBRATIONS.get(self.ecfg.calibration)(reward, kd[None].cpu())[0]
+        # the epoch's reward over those instances (sums to it exactly): each instance's update against
+        # the descent direction at the epoch's start
+        c = alignment(self._delta_buf[:off], self._h_buf[:off], g_w, g_b, dtype=torch.float32, rank=self.ecfg.credit_rank)
+        per = influence(reward, c)
         instance = np.zeros(self.n, np.float64)
         instance[rows.cpu().numpy()] = per.cpu().numpy()
         inp = self._features()
@@ -195,7 +189,4 @@ class KDInstanceEpochEnv(StudentRunsEnv):
             "val_acc": stats.val_acc,
             "val_loss": stats.val_loss,
         }
-        terminated = d.done
-        if self.ecfg.end_as_truncation:  # ablation only (see EnvConfig)
-            return obs, float(reward), False, terminated, info
-        return obs, float(reward), terminated, False, info
+        return obs, float(reward), d.done, False, info

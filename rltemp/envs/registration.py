@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-ENV_ID = "rltemp/KDTemperature-v0"  # one decision per instance and KD step
 SCHEDULE_ENV_ID = "rltemp/KDSchedule-v0"  # one decision per epoch
+RUN_SCHEDULE_ENV_ID = "rltemp/KDRunSchedule-v0"  # one schedule decision per student run, from a probe
 INSTANCE_EPOCH_ENV_ID = "rltemp/KDInstanceEpoch-v0"  # one decision per training instance and epoch
-RUN_SCHEDULE_ENV_ID = "rltemp/KDRunSchedule-v0"  # one schedule decision per student run
+ENTRY_POINTS = {
+    SCHEDULE_ENV_ID: "rltemp.envs.schedule_env:KDScheduleEnv",
+    RUN_SCHEDULE_ENV_ID: "rltemp.envs.run_env:KDRunScheduleEnv",
+    INSTANCE_EPOCH_ENV_ID: "rltemp.envs.instance_epoch_env:KDInstanceEpochEnv",
+}
 
 
 def register_envs() -> None:
     import gymnasium
 
-    if ENV_ID not in gymnasium.registry:
-        gymnasium.register(id=ENV_ID, entry_point="rltemp.envs.kd_env:KDTemperatureEnv")
-    if SCHEDULE_ENV_ID not in gymnasium.registry:
-        gymnasium.register(id=SCHEDULE_ENV_ID, entry_point="rltemp.envs.schedule_env:KDScheduleEnv")
-    if RUN_SCHEDULE_ENV_ID not in gymnasium.registry:
-        gymnasium.register(id=RUN_SCHEDULE_ENV_ID, entry_point="rltemp.envs.run_env:KDRunScheduleEnv")
-    if INSTANCE_EPOCH_ENV_ID not in gymnasium.registry:
-        gymnasium.register(id=INSTANCE_EPOCH_ENV_ID, entry_point="rltemp.envs.instance_epoch_env:KDInstanceEpochEnv")
+    for env_id, entry_point in ENTRY_POINTS.items():
+        if env_id not in gymnasium.registry:
+            gymnasium.register(id=env_id, entry_point=entry_point)

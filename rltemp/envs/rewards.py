@@ -1,44 +1,20 @@
-"""Validation-gain rewards and per-instance credit (calibration).
+"""Per-instance credit for the per-instance environment (online mode): the epoch's reward, shared
+by the instances whose updates earned it.
 
-**Reward.** At the end of every decision interval (the schedule env and the instance-epoch env: an
-epoch, evaluated on the full validation split; the instance env: ``env.reward_interval`` steps, on
-a fixed subset of it)
-the reward is
-
-    R = scale · (signal_now − signal_before)  [ − scale · (ref_now − ref_before) with a reference ]
-
-with ``signal`` the validation accuracy (``val_acc``, the default) or minus the validation loss
-(``val_loss``). With γ = 1 the episode's rewards telescope to scale · (final − initial) signal,
-so the return ranks temperature schedules by their final validation accuracy — the quantity that
-is reported (on the test split) and that the validation-chosen grid is selected on.
-``benchmarks/reward_ranking.py`` measures how well each signal's return ranks schedules by test
-accuracy; −validation loss ranks them worse (a bang-bang T = 10 / 1 schedule buys loss, not
-accuracy). Rewarding the change on *training* batches would mostly measure batch difficulty, and
-rewarding a low training loss teaches an agent to shrink the loss rather than to help
-generalisation — both are avoided here. The test split is never touched.
-
-**Calibration.** An interval's reward R is shared by the k·B decisions (k steps, B instances) taken
-in it. A rule returns per-decision rewards r (k, B) with ``r.sum() == R`` (tested):
-
-- ``uniform``: r = R / (k·B).
-- ``kd_share``: r_{t,i} = R · L_kd,{t,i} / Σ L_kd. *Exploitable*: a hotter instance has a larger
-  T²-scaled KD loss, so an agent buys credit with its own action's scale (measured: all T → 10).
-- ``influence``: r_{t,i} = R / (k·B) + κ · (c_{t,i} − mean_j c_{t,j}), with c_{t,i} the cosine
-  between instance i's update and the validation descent direction, to first order (Koh & Liang
-  2017's influence, restricted to the student's last layer as in data-selection work such as
-  TracIn, Pruthi et al. 2020): for logits z = W h + b, instance i's loss gradient is
-  g_i = [δ_i h_iᵀ, δ_i] with δ_i = ∂L_i/∂z_i (CE + KD at the temperature chosen for it), and the
-  validation gradient is G = [mean_v δ_v h_vᵀ, mean_v δ_v] (CE on the validation subset, closed
-  form: δ_v = softmax(z_v) − onehot(y_v)). c_{t,i} = −⟨g_i, G⟩ / (‖g_i‖ ‖G‖) ∈ [−1, 1]: positive
-  when the instance's update lowers the validation loss. The cosine ignores the magnitude of g_i,
-  so inflating an instance's loss scale (T² included) cannot raise its credit (tested), and the
-  centred term sums to zero at every step, so the decomposition still sums to R exactly.
-  κ = ``env.credit_scale``.
+The epoch's reward R (scale · Δ validation accuracy, :mod:`rltemp.envs.instance_epoch_env`) is
+decomposed over the n instances the epoch trained on, r_i = (R + c_i − mean c) / n, so that the
+r_i sum to R exactly (tested). c_i is the cosine between instance i's update and the validation
+descent direction, to first order (Koh & Liang 2017's influence, restricted to the student's last
+layer as in data-selection work such as TracIn, Pruthi et al. 2020): for logits z = W h + b,
+instance i's loss gradient is g_i = [δ_i h_iᵀ, δ_i] with δ_i = ∂L_i/∂z_i (CE + KD at the
+temperature chosen for it), and the validation gradient is G = [mean_v δ_v h_vᵀ, mean_v δ_v] (CE,
+closed form: δ_v = softmax(z_v) − onehot(y_v)). c_i = −⟨g_i, G⟩ / (‖g_i‖ ‖G‖) ∈ [−1, 1]: positive
+when the instance's update lowers the validation loss. The cosine ignores the magnitude of g_i, so
+inflating an instance's loss scale (T² included) cannot raise its credit (tested); sharing R by KD
+loss instead could be bought that way (an agent drove every T to 10: RESULTS, the previous design).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -46,47 +22,13 @@ from torch import nn
 
 from rltemp.data.base import DataBundle, Split
 from rltemp.errors import ConfigError
-from rltemp.registry import Registry
-
-Signal = Callable[[float, float], float]  # (val_acc, val_loss) -> signal
-REWARDS: Registry[Signal] = Registry("reward")
-REWARDS.register("val_acc")(lambda acc, loss: acc)
-REWARDS.register("val_loss")(lambda acc, loss: -loss)
-
-# (R, kd (k, B), alignment (k, B), kappa) -> per-decision rewards (k, B) summing to R
-Calibration = Callable[[float, torch.Tensor, torch.Tensor, float], torch.Tensor]
-CALIBRATIONS: Registry[Calibration] = Registry("reward calibration")
 
 
-@CALIBRATIONS.register("uniform")
-def uniform(reward: float, kd: torch.Tensor, align: torch.Tensor | None = None, kappa: float = 0.0) -> torch.Tensor:
-    return torch.full(kd.shape, reward / kd.numel(), dtype=torch.float64)
-
-
-@CALIBRATIONS.register("kd_share")
-def kd_share(reward: float, kd: torch.Tensor, align: torch.Tensor | None = None, kappa: float = 0.0) -> torch.Tensor:
-    w = kd.double().clamp_min(0)
-    total = w.sum()
-    if not torch.isfinite(total) or total <= 0:
-        return uniform(reward, kd)
-    return reward * w / total
-
-
-def centred(align: torch.Tensor, kappa: float) -> torch.Tensor:
-    """κ · (c − mean over the step's instances): the per-step, zero-sum part of ``influence``."""
-    a = align.double()
-    return kappa * (a - a.mean(-1, keepdim=True))
-
-
-@CALIBRATIONS.register("influence")
-def influence(reward: float, kd: torch.Tensor, align: torch.Tensor | None = None, kappa: float = 1.0) -> torch.Tensor:
-    if align is None:
-        raise ValueError("influence calibration needs the per-instance alignments")
-    return uniform(reward, kd) + centred(align, kappa)
-
-
-def needs_alignment(calibration: str) -> bool:
-    return calibration == "influence"
+def influence(reward: float, align: torch.Tensor) -> torch.Tensor:
+    """Per-instance rewards (n,) summing to ``reward``: R / n + (c_i − mean c) / n for alignments c (n,)."""
+    a = align.double()[None]
+    n = a.shape[-1]
+    return (torch.full(a.shape, reward / n, dtype=torch.float64) + (1.0 / n) * (a - a.mean(-1, keepdim=True)))[0]
 
 
 # --------------------------------------------------------------------------- last-layer gradients
@@ -97,7 +39,7 @@ def last_linear(model: nn.Module, num_classes: int) -> nn.Linear:
     its input h and the gradient at its output)."""
     found = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
     if not found:
-        raise ConfigError(f"env.calibration=influence needs a student whose last layer is an nn.Linear with "
+        raise ConfigError(f"per-instance credit needs a student whose last layer is an nn.Linear with "
                           f"{num_classes} outputs; {type(model).__name__} has none")
     return found[-1]
 

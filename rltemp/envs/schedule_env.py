@@ -1,9 +1,8 @@
 """``rltemp/KDSchedule-v0``: the KD training loop as a Gymnasium environment, one decision per epoch.
 
-The schedule head of a temperature policy (:mod:`rltemp.kd.policy`) is trained here. One
+An epoch-level schedule head (:class:`~rltemp.kd.forms.EpochSchedule`) is trained here. One
 ``step(action)`` runs one whole epoch of the student (:class:`~rltemp.envs.base.StudentRunsEnv`:
-the same Distiller as ``rltemp distill``) at the temperature the action sets, optionally modulated
-per instance by a frozen policy's modulator (``env.base_policy``). An episode has
+the same Distiller as ``rltemp distill``) at the temperature the action sets. An episode has
 ``distill.epochs`` decisions, so with γ = 1 the return of an early decision is the whole run's
 validation gain: credit crosses the episode, which a per-KD-step decision with γ = 0.95 (a
 20-step horizon in a 2 310-step episode) cannot do.
@@ -11,21 +10,21 @@ validation gain: credit crosses the episode, which a per-KD-step decision with �
 - Observation ``Box(0, 1, (F,), float32)``: the global features ``env.schedule_features``
   (:data:`~rltemp.kd.features.GLOBAL_FEATURES`; default progress and last validation accuracy)
   at the start of the epoch. The last action is deliberately not observable: it made a
-  bang-bang schedule easy to represent in the probes. With ``env.critic_features`` the
-  observation carries extra columns after them that only the critic reads (training-time
-  information: the reference run's validation accuracy at the same epoch, or at its end; see
-  :class:`rltemp.agents.policies.ScheduleActorCriticPolicy`).
+  bang-bang schedule easy to represent in the probes.
 - Action ``Box(-1, 1, (1,))``: T = exp(log T_min + (a + 1) / 2 · (log T_max − log T_min)).
-- Reward: scale · Δ signal over the epoch on the **full validation split** (the evaluation the
-  Distiller makes at every epoch end anyway, so rewards cost nothing extra), signal =
-  ``env.reward`` (validation accuracy by default). With ``env.reward_reference`` (e.g.
-  ``fixed:4``), the same student (architecture and seed) is also distilled once with that SPEC and
-  the reward is the gain *over that reference curve*, which removes the seed-to-seed variance of the
-  learning curve from the return; references are computed on first use and cached per student
-  (in memory, and on disk in ``$RLTEMP_CACHE/references/``, keyed by everything that determines
-  the curve: data, teacher, student, recipe, SPEC and seed — so later trainings reuse them).
+- Reward: scale · Δ validation accuracy over the epoch on the **full validation split** (the
+  evaluation the Distiller makes at every epoch end anyway, so rewards cost nothing extra). With
+  ``env.reward_reference`` (e.g. ``fixed:4``), the same student (architecture and seed) is also
+  distilled once with that SPEC and the reward is the gain *over that reference curve*, which
+  removes the seed-to-seed variance of the learning curve from the return; references are computed
+  on first use and cached per student (in memory, and on disk in ``$RLTEMP_CACHE/references/``,
+  keyed by everything that determines the curve: data, teacher, student, recipe, SPEC and seed).
+  With γ = 1 the rewards telescope to scale · (final − initial) validation accuracy (over the
+  reference's): the quantity the grid is selected on. (−validation loss ranks schedules worse:
+  a bang-bang T = 10 / 1 schedule buys loss, not accuracy — ``benchmarks/reward_ranking.py``.)
 - The episode ends after the epoch budget with ``terminated=True`` and a real final observation
-  (progress 1, final validation accuracy). ``info`` carries the temperature, validation accuracy
+  (progress 1, final validation accuracy). ``reset``'s ``info`` carries the student and the
+  validation accuracy the rewards count from (the reference run's, with a reference); ``step``'s the temperature, validation accuracy
   and loss, the epoch, and the student (seed, architecture, index in ``env.students``).
 """
 
@@ -43,9 +42,9 @@ import torch
 
 from rltemp.config import Config
 from rltemp.envs.base import StudentRunsEnv, observation_box
-from rltemp.kd.features import GLOBAL_FEATURES, FeatureInput, GlobalState, check_features, global_features
+from rltemp.kd.features import GLOBAL_FEATURES, GlobalState, check_features, global_features
+from rltemp.kd.forms import action_to_temperature
 from rltemp.kd.pipeline import combine_temperatures
-from rltemp.kd.policy import action_to_temperature, load_policy
 from rltemp.kd.strategies import StrategyContext, build_strategy
 from rltemp.kd.trainer import evaluate
 from rltemp.paths import atomic_write_bytes, cache_dir
@@ -57,14 +56,11 @@ class KDScheduleEnv(StudentRunsEnv):
         """``reference_dir``: where reference curves are cached (default ``$RLTEMP_CACHE/references``)."""
         super().__init__(config, overrides, progress)
         self.features = check_features(list(self.ecfg.schedule_features), "env.schedule_features", GLOBAL_FEATURES)
-        self.base = load_policy(self.ecfg.base_policy) if self.ecfg.base_policy else None
         if self.ecfg.reward_reference:
             build_strategy(self.ecfg.reward_reference, StrategyContext(self.data.num_classes, self.cfg.distill.epochs))
         self.reference_dir = Path(reference_dir) if reference_dir is not None else cache_dir("references")
         self._references: dict[tuple[int, int], list[float]] = {}
-        # the actor's features, then the critic-only ones (env.critic_features; the actor never sees them)
-        self.critic_features = list(self.ecfg.critic_features)
-        self.observation_space = observation_box((len(self.features) + len(self.critic_features),))
+        self.observation_space = observation_box((len(self.features),))
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
 
     # ------------------------------------------------------------------ helpers
@@ -73,23 +69,18 @@ class KDScheduleEnv(StudentRunsEnv):
         return GlobalState(d.progress, d.last_val_acc, d.loss_ema)
 
     def _observation(self) -> np.ndarray:
-        obs = global_features(self.features, self._state()).numpy()
-        if self.critic_features:  # the reference run after as many epochs as this one / after its last
-            ref = {"reference_val_acc": self._ref[self.distiller.epoch], "reference_final_val_acc": self._ref[-1]}
-            extra = np.array([ref[name] for name in self.critic_features], np.float32).clip(0.0, 1.0)
-            obs = np.concatenate([obs, extra])
-        return obs
+        return global_features(self.features, self._state()).numpy()
 
     def reference_curve(self, seed: int, arch: int) -> list[float]:
-        """Validation signal before training and after every epoch of the reference SPEC's run of this
-        student (cached in memory, and as JSON in ``reference_dir`` when given)."""
+        """Validation accuracy before training and after every epoch of the reference SPEC's run of this
+        student (cached in memory, and as JSON in ``reference_dir``)."""
         key = (arch, seed)
         if key in self._references:
             return self._references[key]
         spec = self.students[arch]
         student = {k: v for k, v in asdict(spec).items() if k != "lr" or v is not None}  # keys from before lr existed
         ident = {"data": asdict(self.cfg.data), "teacher": asdict(self.cfg.teacher), "distill": asdict(self.cfg.distill),
-                 "student": student, "reference": self.ecfg.reward_reference, "reward": self.ecfg.reward,
+                 "student": student, "reference": self.ecfg.reward_reference, "reward": "val_acc",
                  "seed": seed, "teacher_sha1": self._teacher_sha1()}
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
         path = self.reference_dir / f"{spec.model}-s{seed}-{digest}.json"
@@ -98,10 +89,9 @@ class KDScheduleEnv(StudentRunsEnv):
             return self._references[key]
         strategy = build_strategy(self.ecfg.reward_reference, StrategyContext(self.data.num_classes, self.cfg.distill.epochs))
         d = self.new_distiller(seed, arch, strategy)
-        curve = [self.signal(*evaluate(d.student, d.data.val, d.data))]
+        curve = [evaluate(d.student, d.data.val, d.data)[0]]
         while not d.done:
-            stats = d.run_epoch()
-            curve.append(self.signal(stats.val_acc, stats.val_loss))
+            curve.append(d.run_epoch().val_acc)
         self._references[key] = curve
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, json.dumps(curve).encode())
@@ -121,11 +111,11 @@ class KDScheduleEnv(StudentRunsEnv):
         info = self.start_episode(seed, options)
         d = self.distiller
         self._ref = self.reference_curve(self.student_seed, self.student_index) if self.ecfg.reward_reference else None
-        self._signal_prev = self._ref[0] if self._ref else self.signal(*evaluate(d.student, d.data.val, d.data))
-        self.initial_signal = self._signal_prev
-        return self._observation(), info
+        self._acc_prev = self._ref[0] if self._ref else evaluate(d.student, d.data.val, d.data)[0]
+        return self._observation(), {**info, "val_acc": self._acc_prev}
 
-    def step(self, action: Any):  # noqa: ANN201
+    def run_epoch(self, action: Any) -> tuple[float, dict[str, Any]]:
+        """One epoch at the temperature ``action`` (1,) sets: its reward and ``info``."""
         d = self.running_distiller()
         a = torch.as_tensor(np.asarray(action, dtype=np.float32)).reshape(-1)
         if a.shape != (1,):
@@ -133,26 +123,19 @@ class KDScheduleEnv(StudentRunsEnv):
         finite = bool(torch.isfinite(a).all())
         t_sched = float(action_to_temperature(torch.nan_to_num(a, nan=0.0), self.ecfg.t_min, self.ecfg.t_max)[0])
         for x, y, idx in d.epoch_batches():
-            logits = d.forward_batch(x, idx)
-            if self.base is not None and self.base.modulator is not None:
-                s = self._state()
-                inp = FeatureInput(logits[0].detach(), logits[1], y, s.progress, s.last_val_acc, s.loss_ema)
-                t = self.base.temperatures(t_sched, inp)
-            else:
-                t = torch.full((len(y),), t_sched, device=y.device)
-            d.train_step(x, y, idx, temperature=t, logits=logits)
+            d.train_step(x, y, idx, temperature=torch.full((len(y),), t_sched, device=y.device))
         epoch = d.epoch
         stats = d.end_epoch()
-        sig = self.signal(stats.val_acc, stats.val_loss)
-        reward = self.ecfg.reward_scale * (sig - self._signal_prev)
+        reward = self.ecfg.reward_scale * (stats.val_acc - self._acc_prev)
         if self._ref is not None:
             reward -= self.ecfg.reward_scale * (self._ref[epoch + 1] - self._ref[epoch])
-        self._signal_prev = sig
+        self._acc_prev = stats.val_acc
         t_all = combine_temperatures([stats.temperature_stats])  # the Distiller's statistics of this epoch's T
         info = {"temperature": t_sched, "temperature_mean": t_all["mean"], "temperature_std": t_all["std"],
                 "val_acc": stats.val_acc, "val_loss": stats.val_loss, "epoch": epoch, "nan_actions": int(not finite),
-                "student_seed": self.student_seed, "student": self.student_arch,
-                "student_index": self.student_index}
-        if self.ecfg.end_as_truncation:  # ablation only (see EnvConfig)
-            return self._observation(), float(reward), False, d.done, info
-        return self._observation(), float(reward), d.done, False, info
+                "student_seed": self.student_seed, "student": self.student_arch, "student_index": self.student_index}
+        return float(reward), info
+
+    def step(self, action: Any):  # noqa: ANN201
+        reward, info = self.run_epoch(action)
+        return self._observation(), reward, self.distiller.done, False, info

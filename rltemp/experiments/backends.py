@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rltemp.agents.ray_backend import install_teachers, start_ray, teacher_files
+from rltemp.agents.ray_cluster import install_teachers, start_ray, teacher_files
 from rltemp.config import Config
 from rltemp.paths import atomic_write_bytes
 

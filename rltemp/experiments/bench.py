@@ -139,7 +139,7 @@ def run_suite(suite: Suite, out: str | Path, jobs: int = 2, progress: bool = Tru
     """Run every missing cell of ``suite`` into ``out`` (worker processes, or Ray tasks with
     ``backend="ray"``: see :mod:`rltemp.experiments.backends`); write the tables; return rows and
     policy runs."""
-    from rltemp.agents.ray_backend import require_ray
+    from rltemp.agents.ray_cluster import require_ray
     from rltemp.experiments.backends import BACKENDS
 
     if backend not in BACKENDS:

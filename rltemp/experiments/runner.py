@@ -2,7 +2,7 @@
 
 Classic strategies and ``policy:`` (a trained, frozen policy) run in the RL-free
 :func:`rltemp.kd.pipeline.run_distill`; ``online:AGENT`` trains a policy with RL during the run
-(:func:`rltemp.agents.train.run_online`). The CLI, the parallel workers, the bench and the
+(:func:`rltemp.agents.online.run_online`). The CLI, the parallel workers, the bench and the
 quickstart all call :func:`run_method`.
 """
 
@@ -48,7 +48,7 @@ def run_method(cfg: Config, out: str | Path | None = None, resume: str | Path | 
         if resume is not None:
             raise RltempError("an online run cannot be resumed (its policy learns from the whole run); start it again")
         from rltemp.agents.config import load_agent
-        from rltemp.agents.train import run_online
+        from rltemp.agents.online import run_online
 
         return run_online(cfg, load_agent(online_agent(spec)), out=out, progress=progress, runs_root=runs_root)
     from rltemp.kd.pipeline import run_distill

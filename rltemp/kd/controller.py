@@ -17,13 +17,10 @@ training loss you report — at the first call and at the first call after each
 ``observe(val_acc=...)``; the modulator, if the policy has one, spreads it per instance from the
 logits of each batch. Without validation accuracy the schedule is decided once, at the first call,
 unless you call :meth:`decide` yourself (e.g. every epoch); a policy whose schedule observes only
-``progress`` needs nothing else. A run-level policy (``"decision": "run"``) sets the first
-epoch's temperature before any validation accuracy is reported, decides its whole schedule at the
-first call after the first ``observe(val_acc=...)``, and from then on reads only ``progress``. A
-run-level policy that decides from a probe (:attr:`probe` is not None) decides its whole schedule,
-the first epoch included, from what you report with :meth:`observe_probe`: distil a copy of your
-student for ``probe["epochs"]`` of an epoch at ``probe["temperature"]``, validate it, report, and
-throw the copy away (``rltemp distill`` does this itself). Works for any number of classes and architecture, on CPU and CUDA,
+``progress`` needs nothing else. A run-level policy (:attr:`probe` is not None) decides its whole
+schedule, the first epoch included, from what you report with :meth:`observe_probe`: distil a copy
+of your student for ``probe["epochs"]`` of an epoch at ``probe["temperature"]``, validate it,
+report, and throw the copy away (``rltemp distill`` does this itself). Works for any number of classes and architecture, on CPU and CUDA,
 for float32 and bfloat16 logits. Plain torch: importing it loads neither gymnasium nor SB3.
 """
 
@@ -34,19 +31,18 @@ from pathlib import Path
 
 import torch
 
-from rltemp.kd.features import FeatureInput, GlobalState
-from rltemp.kd.policy import TemperaturePolicy, load_policy
+from rltemp.kd.features import FeatureInput, GlobalState, moving_average
+from rltemp.kd.policy import ScheduleDecisions, TemperaturePolicy, load_policy
 
 
 class TemperatureController:
     def __init__(self, policy: TemperaturePolicy) -> None:
         self.policy = policy
+        self.decisions = ScheduleDecisions(policy)
         self.last_val_acc = 0.0
         self.loss_ema = 0.0
         self._losses = 0
         self._due = True
-        self._validated = False  # a validation accuracy was observed (run-level policies decide after it)
-        self._run: torch.Tensor | None = None  # a run-level policy's decision (a_start, a_end)
         self.temperature = math.nan  # the schedule temperature in force
         self._device: torch.device | None = None
 
@@ -62,19 +58,20 @@ class TemperatureController:
 
     @property
     def probe(self) -> dict[str, float] | None:
-        """For a policy that decides from a probe: ``{"epochs": ..., "temperature": ...}``, the probe
-        to run before training (see :meth:`observe_probe`); None for every other policy."""
-        return None if self.policy.probe is None else dict(zip(("epochs", "temperature"), self.policy.probe, strict=True))
+        """For a run-level policy: ``{"epochs": ..., "temperature": ...}``, the probe to run before
+        training (see :meth:`observe_probe`); None for a policy that decides every epoch."""
+        probe = self.policy.form.probe
+        return None if probe is None else {"epochs": probe.epochs, "temperature": probe.temperature}
 
     def observe_probe(self, val_acc: float, loss_ema: float = 0.0) -> None:
         """Report the probe (see :attr:`probe`): the validation accuracy in [0, 1] of the copy of your
         student after it, and its training loss's moving average; the policy decides its schedule now."""
-        if self.policy.probe is None:
+        if self.probe is None:
             raise ValueError("this policy decides without a probe; report validation accuracy with observe(val_acc=...)")
         val_acc = float(val_acc)
         if not 0.0 <= val_acc <= 1.0:
             raise ValueError(f"observe_probe(val_acc=...) must be an accuracy in [0, 1], got {val_acc}")
-        self._run = self.policy.run_actions(GlobalState(0.0, val_acc, float(loss_ema)))
+        self.decisions.action = self.policy.act(GlobalState(0.0, val_acc, float(loss_ema)))
         self._due = True
 
     def observe(self, val_acc: float | None = None, loss: float | None = None) -> None:
@@ -86,28 +83,22 @@ class TemperatureController:
             if not math.isfinite(loss):
                 raise ValueError(f"observe(loss=...) must be finite, got {loss}")
             self._losses += 1
-            self.loss_ema = loss if self._losses == 1 else 0.9 * self.loss_ema + 0.1 * loss
+            self.loss_ema = moving_average(self.loss_ema, loss, self._losses)
         if val_acc is not None:
             val_acc = float(val_acc)
             if not 0.0 <= val_acc <= 1.0:
                 raise ValueError(f"observe(val_acc=...) must be an accuracy in [0, 1], got {val_acc}")
             self.last_val_acc = val_acc
-            self._validated = True
             self._due = True
 
     def decide(self, progress: float) -> float:
         """Decide the schedule temperature now (from ``progress`` and the observed state) and return it."""
-        state = GlobalState(progress, self.last_val_acc, self.loss_ema)
-        if self.policy.probe is not None:
-            if self._run is None:
-                e, t = self.policy.probe
-                raise RuntimeError(f"this policy decides from a probe: distil a copy of your student for {e:g} of an epoch "
-                                   f"at T = {t:g}, validate it, and call observe_probe(val_acc=...) before the first batch")
-            self.temperature, _ = self.policy.run_state_temperature(self._run, state)
-        elif self.policy.decision == "run":
-            self.temperature, self._run = self.policy.run_state_temperature(self._run, state if self._validated else None)
-        else:
-            self.temperature = self.policy.schedule_temperature(state)
+        if self.probe is not None and self.decisions.action is None:
+            p = self.probe
+            raise RuntimeError(f"this policy decides from a probe: distil a copy of your student for {p['epochs']:g} of "
+                               f"an epoch at T = {p['temperature']:g}, validate it, and call observe_probe(val_acc=...) "
+                               "before the first batch")
+        self.temperature = self.decisions.temperature(GlobalState(progress, self.last_val_acc, self.loss_ema))
         self._due = False
         return self.temperature
 

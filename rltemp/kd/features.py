@@ -23,7 +23,6 @@ from functools import cached_property
 import torch
 import torch.nn.functional as F
 
-from rltemp.config import DEFAULT_ENV_FEATURES
 from rltemp.errors import ConfigError, did_you_mean
 from rltemp.registry import Registry
 
@@ -144,6 +143,12 @@ class GlobalState:
     loss_ema: float  # moving average (0.9) of the training loss
 
 
+def moving_average(ema: float, value: float, n: int) -> float:
+    """The training loss's moving average after its ``n``-th value (n ≥ 1): the value itself first,
+    then ema = 0.9 · ema + 0.1 · value (Python floats, as the Distiller folds its step losses)."""
+    return value if n == 1 else 0.9 * ema + 0.1 * value
+
+
 GlobalFeature = Callable[[GlobalState], float]
 GLOBAL_FEATURES: Registry[GlobalFeature] = Registry("global feature")
 GLOBAL_DOCS = {
@@ -171,8 +176,6 @@ def _broadcast(name: str) -> Feature:
 
 for _name, _doc in GLOBAL_DOCS.items():  # global features, broadcast to every row
     _register(_name, f"{_doc} (global)")(_broadcast(_name))
-
-DEFAULT_FEATURES = DEFAULT_ENV_FEATURES  # the default set lives with the config (EnvConfig.features)
 
 
 def check_features(names: list[str], field: str = "env.features", registry: Registry = FEATURES) -> list[str]:

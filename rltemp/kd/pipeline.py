@@ -152,6 +152,8 @@ class EpochLogger:
             w.add_scalar("kd/temperature_mean", ts["sum"] / ts["n"], e)
             # a schedule-only policy draws no figure: its schedule is this scalar, and a figure would cost
             # matplotlib's import and a render (~0.4 s, 8 % of a default-pair run; benchmarks/policy_overhead.py)
+        if stats.schedule_temperature is not None:
+            w.add_scalar("policy/schedule_temperature", stats.schedule_temperature, e)
         for k, v in stats.extra.items():
             w.add_scalar(k, v, e)
 
@@ -197,15 +199,21 @@ def temperature_summary(temps: list[torch.Tensor]) -> dict[str, float] | None:
 # --------------------------------------------------------------------------- runs
 
 
-def prepare(cfg: Config) -> tuple[DataBundle, torch.device, TemperatureStrategy | None]:
-    """Everything that can fail on bad input, before any run folder is created."""
+def prepare_data(cfg: Config) -> tuple[DataBundle, torch.device]:
+    """The dataset on its device, with both models built once to surface option errors — everything
+    that can fail on bad input before any run folder is created (the environments, which set the
+    temperatures themselves, need no more)."""
     device = resolve_device(cfg.device)
     data = load_dataset(cfg.data)
-    strategy = build_strategy(cfg.distill.temperature, StrategyContext(data.num_classes, cfg.distill.epochs))
-    # Build both models once to surface option errors now.
     build_model(cfg.student.model, data.input_shape, data.num_classes, cfg.student.options)
     build_teacher_model(cfg, data)
-    return data.to(device), device, strategy
+    return data.to(device), device
+
+
+def prepare(cfg: Config) -> tuple[DataBundle, torch.device, TemperatureStrategy | None]:
+    """:func:`prepare_data` and the run's temperature strategy (``None`` for ``ce``)."""
+    data, device = prepare_data(cfg)
+    return data, device, build_strategy(cfg.distill.temperature, StrategyContext(data.num_classes, cfg.distill.epochs))
 
 
 def method_name(spec: str) -> str:
@@ -253,8 +261,8 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
     def on_epoch(stats: EpochStats) -> None:
         if stats.temperature_stats is not None:
             per_epoch.append(stats.temperature_stats)
-        if "policy/schedule_temperature" in stats.extra:
-            schedule.append(stats.extra["policy/schedule_temperature"])
+        if stats.schedule_temperature is not None:
+            schedule.append(stats.schedule_temperature)
         buf = io.BytesIO()
         torch.save({**trainer.state_dict(), "temperature_epochs": per_epoch, "schedule": schedule}, buf)
         atomic_write_bytes(state_path, buf.getvalue())

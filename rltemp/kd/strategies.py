@@ -74,6 +74,11 @@ class TemperatureStrategy(nn.Module):
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         """Called before each epoch (0-based)."""
 
+    def schedule_temperature(self) -> float | None:
+        """The schedule temperature of the current epoch, for a strategy that has one (a trained
+        policy); it travels with the epoch's statistics (:class:`~rltemp.kd.trainer.EpochStats`)."""
+        return None
+
     def attach(self, distiller: Any) -> None:
         """Called once by the :class:`~rltemp.kd.trainer.Distiller` that uses this strategy
         (strategies that read training state, e.g. a transferred policy, keep a reference)."""
@@ -115,6 +120,9 @@ def build_strategy(spec: str, ctx: StrategyContext) -> TemperatureStrategy | Non
         return None
     if name == "ce":
         raise ConfigError("temperature SPEC 'ce' takes no arguments")
+    if name == "online":  # parsed and dispatched by rltemp.experiments.runner, above this RL-free layer
+        raise ConfigError("temperature SPEC 'online:AGENT' learns a policy with RL during the run: run it through "
+                          "`rltemp distill` or `rltemp bench` (rltemp.experiments.runner.run_method)")
     strategy = STRATEGIES.get(name)(args, kwargs, ctx)
     strategy.spec = spec
     return strategy
@@ -397,12 +405,3 @@ def _ls(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> Temper
     p = bind_args("ls", args, kwargs, {"tau": 2.0})
     _positive("ls", tau=p["tau"])
     return LogitStandardization(p["tau"])
-
-
-@STRATEGIES.register("online")
-def _online(args: list[str], kwargs: dict[str, str], ctx: StrategyContext) -> TemperatureStrategy:
-    """``online:AGENT`` is listed here so SPEC errors and ``rltemp list`` know it, but it trains a policy
-    with RL during the run, which this RL-free layer cannot do: :func:`rltemp.experiments.runner.run_method`
-    dispatches it to the agents layer."""
-    raise ConfigError("temperature SPEC 'online:AGENT' learns a policy with RL during the run: run it through "
-                      "`rltemp distill` or `rltemp bench` (rltemp.experiments.runner.run_method)")

@@ -145,8 +145,8 @@ LAYOUT = {
             ["Multiline", [r"^train_schedule/T_(first|middle|last)_epoch_deterministic$"]],
         "episode return (gain over the reference, in val-accuracy points)": ["Multiline", [r"^train_schedule/episode_return$"]],
         "critic: explained variance": ["Multiline", [r"^train/explained_variance$"]],
-        "run-level policy, per kind of student: first-, second- and last-epoch temperature it would choose":
-            ["Multiline", [r"^train_schedule/student_\d+/T_(first|second|last)_epoch_deterministic$"]],
+        "run-level policy, per kind of student: first- and last-epoch temperature it would choose":
+            ["Multiline", [r"^train_schedule/student_\d+/T_(first|last)_epoch_deterministic$"]],
         "run-level policy, per kind of student: what the decision read, and the return":
             ["Multiline", [r"^train_schedule/student_\d+/(last_val_acc|recent_loss|progress|episode_return)$"]],
     },
@@ -175,8 +175,7 @@ def sensitivity_figure(policy: Any, rows: torch.Tensor | None = None, title: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rltemp.kd.features import GLOBAL_FEATURES, GlobalState
-    from rltemp.kd.policy import action_to_temperature, centred_log_multiplier, run_temperature
+    from rltemp.kd.features import GlobalState
 
     inst = list(policy.instance_features)
     n = 1 + (len(inst) if policy.modulator is not None else 0)
@@ -184,23 +183,20 @@ def sensitivity_figure(policy: Any, rows: torch.Tensor | None = None, title: str
     fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(3.6 * cols, 3.0 * ((n + cols - 1) // cols)),
                              squeeze=False)
     axes = axes.flatten()
-    p = torch.linspace(0, 1, 31)
-    others = [f for f in policy.schedule_features if f != "progress"]
-    # run-level decisions read the accuracy early in the run (after a first epoch or a probe): lower levels
-    levels = ([0.02, 0.05, 0.1, 0.2, 0.4] if policy.decision == "run" else [0.1, 0.2, 0.3, 0.5, 0.8]) if others else [None]
+    p = torch.linspace(0, 1, 31).tolist()
+    form = policy.form
+    others = [f for f in form.features if f != "progress"]
+    # a run-level decision reads the accuracy early in the run (after a probe): lower levels
+    levels = ([0.02, 0.05, 0.1, 0.2, 0.4] if not form.every_epoch else [0.1, 0.2, 0.3, 0.5, 0.8]) if others else [None]
     ax = axes[0]
     for v in levels:
-        if policy.decision == "run":  # the decision after the first epoch, read at this level, then followed
-            decided = policy.run_actions(GlobalState(0.0, v if v is not None else 0.0, 1.0))
-            t = torch.tensor([run_temperature(decided, float(x), policy.t_min, policy.t_max) for x in p])
-        else:
-            states = [GlobalState(float(x), v if v is not None else 0.0, 1.0) for x in p]
-            obs = torch.tensor([[GLOBAL_FEATURES.get(f)(s) for f in policy.schedule_features] for s in states])
-            with torch.no_grad():
-                t = action_to_temperature(policy.schedule(obs)[:, 0], policy.t_min, policy.t_max)
-        ax.plot(p.numpy(), t.numpy(), label=f"{others[0]} = {v}" if v is not None else None)
-    if policy.decision == "run" and not policy.probe:
-        ax.plot([0.0], [policy.first_temperature()], "k*", label="first epoch")
+        acc = v if v is not None else 0.0
+        if form.every_epoch:  # the decision at each progress, with the accuracy held at this level
+            t = [form.temperature(policy.act(GlobalState(x, acc, 1.0)), x) for x in p]
+        else:  # the one decision made from a probe that read this level, then followed
+            decided = policy.act(GlobalState(0.0, acc, 1.0))
+            t = [form.temperature(decided, x) for x in p]
+        ax.plot(p, t, label=f"{others[0]} = {v}" if v is not None else None)
     ax.set_yscale("log")
     ax.set_ylim(policy.t_min * 0.95, policy.t_max * 1.05)
     ax.set_xlabel("progress")
@@ -217,11 +213,12 @@ def sensitivity_figure(policy: Any, rows: torch.Tensor | None = None, title: str
             with torch.no_grad():
                 b = policy.modulator(obs)[:, 0]
             # the multiplier relative to the batch's geometric mean, as if these rows were one batch
-            m = torch.exp(centred_log_multiplier(b, policy.max_multiplier))
+            m = torch.exp(policy.modulator_form.log_multiplier(b))
+            mm = policy.modulator_form.head.max_multiplier
             ax = axes[1 + j]
             ax.plot(grid.numpy(), m.numpy())
             ax.axhline(1.0, color="grey", lw=0.5)
-            ax.set_ylim(1 / policy.max_multiplier, policy.max_multiplier)
+            ax.set_ylim(1 / mm, mm)
             ax.set_yscale("log")
             ax.set_xlabel(f)
             ax.set_ylabel("multiplier")

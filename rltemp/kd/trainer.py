@@ -27,6 +27,7 @@ from torch import nn
 from rltemp.config import DistillConfig, OptimConfig
 from rltemp.data.base import DataBundle, Split
 from rltemp.errors import ConfigError, RltempError
+from rltemp.kd.features import moving_average
 from rltemp.kd.loss import dkd_loss, kd_loss
 from rltemp.kd.strategies import TemperatureStrategy, scaled_epochs, warmup_factor
 from rltemp.kd.tblog import Decisions
@@ -96,6 +97,7 @@ class EpochStats:
     extra: dict[str, float] = field(default_factory=dict)
     # exact sufficient statistics of the epoch's (student) temperatures: n, sum, sumsq, min, max
     temperature_stats: dict[str, float] | None = None
+    schedule_temperature: float | None = None  # a trained policy's schedule temperature for this epoch
 
 
 class Distiller:
@@ -186,7 +188,7 @@ class Distiller:
             return
         for v in torch.stack(pending).tolist():
             self._ema_steps += 1
-            self._loss_ema = v if self._ema_steps == 1 else 0.9 * self._loss_ema + 0.1 * v
+            self._loss_ema = moving_average(self._loss_ema, v, self._ema_steps)
         self._folded = len(self._epoch_losses)
 
     # ------------------------------------------------------------------ stepping API
@@ -323,6 +325,7 @@ class Distiller:
             time.perf_counter() - self._epoch_t0,
             Decisions(*(torch.cat(x).cpu() for x in zip(*self._decisions))) if self._decisions else None,
             dict(self.strategy.scalars()) if self.strategy is not None else {}, t_stats,
+            self.strategy.schedule_temperature() if self.strategy is not None else None,
         )
         self.epoch += 1
         self._reset_epoch_stats()

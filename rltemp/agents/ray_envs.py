@@ -1,76 +1,21 @@
-"""Ray support: starting / joining a cluster, shipping teachers by reference, and an SB3 ``VecEnv``
-whose environments live in Ray actors (``train-policy --backend ray --workers N``).
+"""An SB3 ``VecEnv`` whose schedule environments live in Ray actors (``train-policy --backend ray
+--workers N``).
 
 Each actor hosts one schedule environment (one student at a time: the same slot structure as the
 worker processes of ``SubprocVecEnv``), is seeded like them and auto-resets like them, so for the
-same seeds the two backends give the same episodes (tested). The teacher is shipped to the actors
-by reference through Ray's object store (placed in each worker's teacher cache); the datasets are
-generated on each worker.
+same seeds the two backends give the same episodes (tested).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from rltemp.errors import RltempError
-
-
-def require_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise RltempError("--backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')") from None
-    return ray
-
-
-def start_ray(address: str | None, num_cpus: int | None) -> tuple[Any, bool]:
-    """``ray.init`` (a local cluster with ``num_cpus`` CPUs, or the cluster at ``address``); returns
-    the module and whether rltemp started it (and must shut it down)."""
-    ray = require_ray()
-    if ray.is_initialized():
-        return ray, False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus, **kwargs)
-    return ray, True
-
-
-def teacher_files(configs: list[Any]) -> dict[str, bytes]:
-    """The cached teacher checkpoints these configs use (each trained or loaded once by the driver)."""
-    from rltemp.kd.pipeline import get_teacher, prepare, teacher_cache_path, teacher_data
-
-    files: dict[str, bytes] = {}
-    seen: set[str] = set()
-    for cfg in configs:
-        key = json.dumps({"data": asdict(cfg.data), "teacher": asdict(cfg.teacher)}, sort_keys=True, default=str)
-        if cfg.teacher.checkpoint or key in seen:
-            continue
-        seen.add(key)
-        data, device, _ = prepare(cfg.with_temperature("ce"))
-        get_teacher(cfg, data, device, progress=False)
-        path = teacher_cache_path(cfg, teacher_data(cfg, data, device))
-        files[path.name] = path.read_bytes()
-    return files
-
-
-def install_teachers(teachers: dict[str, bytes]) -> None:
-    """On a worker: put the driver's teacher checkpoints (:func:`teacher_files`) into this node's cache."""
-    from rltemp.paths import atomic_write_bytes, cache_dir
-
-    for name, data in teachers.items():
-        path = cache_dir("teachers") / name
-        if not path.exists():
-            atomic_write_bytes(path, data)
-
-
+from rltemp.agents.factories import schedule_env_factory, seed_slices
+from rltemp.agents.ray_cluster import install_teachers, start_ray, teacher_files
 
 
 class ScheduleEnvActor:
@@ -78,10 +23,8 @@ class ScheduleEnvActor:
 
     def __init__(self, cfg_dict: dict[str, Any], seeds: list[int], teachers: dict[str, bytes],
                  decision: str = "epoch") -> None:
-        from rltemp.agents.train import _schedule_env_factory
-
         install_teachers(teachers)
-        self.env = _schedule_env_factory(cfg_dict, seeds, worker=True, decision=decision)()
+        self.env = schedule_env_factory(cfg_dict, seeds, worker=True, decision=decision)()
 
     def spaces(self) -> tuple[Any, Any]:
         return self.env.observation_space, self.env.action_space
@@ -156,8 +99,6 @@ class RayVecEnv(VecEnv):
 def ray_schedule_vec_env(cfg: Any, workers: int, address: str | None, decision: str = "epoch") -> tuple[RayVecEnv, Any]:
     """``workers`` actors with one schedule env each (seeds split by ``seed_slices``, as for worker processes);
     returns the VecEnv and a function that shuts Ray down if rltemp started it."""
-    from rltemp.agents.train import seed_slices
-
     slices = seed_slices(cfg, workers)  # before Ray starts: a bad pool fails fast
     ray, started = start_ray(address, workers)
     teachers = ray.put(teacher_files([cfg]))
