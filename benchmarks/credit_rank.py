@@ -41,7 +41,7 @@ def main() -> None:
     cfg = load_config(a.preset, [*a.overrides, "env.credit_rank=0", "env.base_policy="])
     env = ie.KDInstanceEpochEnv(cfg)
     env.fill_teacher_cache()
-    env.reset(options={"student_seed": a.seed, "student": 0})
+    env.reset(options={"student_seed": a.seed, "pair": 0})
     done = False
     while not done:
         _, _, done, _, _ = env.step(np.zeros(env.n, np.float32))

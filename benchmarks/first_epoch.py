@@ -24,7 +24,7 @@ def run(args):  # noqa: ANN001, ANN201 - one student run in a worker process
     torch.set_num_threads(1)
     name, over, seed, t0, rest = args
     env = KDScheduleEnv("envs/default.yaml", [*over, "env.reward_reference="])
-    env.reset(options={"student_seed": seed, "student": 0})
+    env.reset(options={"student_seed": seed, "pair": 0})
     E = env.cfg.distill.epochs
     for k in range(E):
         t = t0 if k == 0 else rest(k, E)

@@ -116,15 +116,6 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class TrainingStudentConfig(ModelConfig):
-    """One entry of ``env.students``: a model, and optionally its own learning rate (``lr``, default
-    ``distill.lr``) — a pool of students that learn at different speeds, so that a schedule learns to
-    read how fast *this* student is learning from what it observes."""
-
-    lr: float | None = None
-
-
-@dataclass(frozen=True)
 class TeacherConfig(ModelConfig):
     """The teacher: a model, a weights file (weights-only, strict) or how to train it when none is given."""
 
@@ -136,6 +127,15 @@ class TeacherConfig(ModelConfig):
     data_options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PoolMember:
+    """One training pair of ``env.pool``: a name and ``key=value`` overrides of the base config."""
+
+    name: str = ""
+    overrides: list[str] = field(default_factory=list)
+
+
+POOL_SECTIONS = ("data", "teacher", "student", "distill")
 DEFAULT_SCHEDULE_FEATURES = ["progress", "last_val_acc"]
 # online mode's per-instance observation: RLKD's state (student and teacher top-1, student margin)
 DEFAULT_INSTANCE_FEATURES = ["p_s_top1", "p_t_top1", "margin_s"]
@@ -150,9 +150,13 @@ class EnvConfig:
     t_min: float = 1.0
     t_max: float = 10.0
     reward_scale: float = 100.0  # reward = scale · Δ validation accuracy (over the reference run's)
-    students: list[TrainingStudentConfig] = field(default_factory=list)  # empty: the config's student
+    # a pool of training pairs, each this config with its own overrides (data, teacher, student, distill:
+    # e.g. a class subset, a weaker teacher, a CNN student, a learning rate); empty: this config's pair alone
+    pool: list[PoolMember] = field(default_factory=list)
     # the training students' seeds (never the benchmarks' held-out 0..999); empty: a fresh seed per episode
     seeds: list[int] = field(default_factory=lambda: list(range(1000, 1016)))
+    # held-out training students for selecting the policy (agent.eval_every): every pair with these seeds
+    eval_seeds: list[int] = field(default_factory=list)
     # reward the gain over this SPEC's run of the same student (computed once per student, cached); "": raw gain
     reward_reference: str = "fixed:4"
     # epoch-level schedule (rltemp/KDSchedule-v0): the global features it reads at each epoch's start
@@ -176,9 +180,19 @@ class EnvConfig:
             raise ConfigError(f"{path}.reward_scale must be a finite number > 0, got {self.reward_scale}")
         if not (self.max_multiplier >= 1 and math.isfinite(self.max_multiplier)):
             raise ConfigError(f"{path}.max_multiplier must be a finite number >= 1, got {self.max_multiplier}")
-        for i, st in enumerate(self.students):
-            if st.lr is not None and not (st.lr > 0 and math.isfinite(st.lr)):
-                raise ConfigError(f"{path}.students[{i}].lr must be a finite number > 0, got {st.lr}")
+        if set(self.eval_seeds) & set(self.seeds):
+            raise ConfigError(f"{path}.eval_seeds must be held out of {path}.seeds, both have "
+                              f"{sorted(set(self.eval_seeds) & set(self.seeds))}")
+        if any(0 <= s < 1000 for s in [*self.seeds, *self.eval_seeds]):
+            raise ConfigError(f"{path}.seeds / eval_seeds: seeds 0..999 are the benchmarks' held-out students")
+        names = [m.name for m in self.pool]
+        if any(not n for n in names) or len(set(names)) != len(names):
+            raise ConfigError(f"{path}.pool: every pair needs a distinct name")
+        for i, m in enumerate(self.pool):
+            bad = [o for o in m.overrides if o.split("=", 1)[0].strip().split(".")[0] not in POOL_SECTIONS]
+            if bad:
+                raise ConfigError(f"{path}.pool[{i}] ({m.name}): override {bad[0]!r} is not of a pair's sections "
+                                  f"({', '.join(POOL_SECTIONS)})")
         if not 0.0 < self.run_probe <= 1.0:
             raise ConfigError(f"{path}.run_probe must be a fraction of one epoch in (0, 1], got {self.run_probe}")
         if not self.t_min <= self.run_probe_temperature <= self.t_max:
@@ -346,6 +360,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load a preset (or the built-in defaults when ``path`` is None) and apply overrides."""
     raw = read_yaml(path) if path is not None else {}
     return config_from_dict(apply_overrides(raw, overrides or []))
+
+
+def pool_configs(cfg: Config) -> list[tuple[str, Config]]:
+    """The training pairs of ``cfg.env.pool`` as full configs (each with an empty pool), or
+    ``[(cfg.name, cfg)]`` without a pool; a bad override names its pair."""
+    if not cfg.env.pool:
+        return [(cfg.name, cfg)]
+    raw = cfg.to_dict()
+    raw["env"]["pool"] = []
+    out = []
+    for i, member in enumerate(cfg.env.pool):
+        try:
+            out.append((member.name, config_from_dict(apply_overrides(raw, list(member.overrides)))))
+        except ConfigError as e:
+            raise ConfigError(f"env.pool[{i}] ({member.name}): {e}") from None
+    return out
 
 
 def dump_yaml(data: dict[str, Any]) -> str:

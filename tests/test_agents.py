@@ -332,22 +332,22 @@ def test_init_temperature_starts_the_schedule_there():
         make_model(agent.algo, agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=2)
 
 
-def test_per_student_advantages_weigh_each_student_alike(tmp_path):
-    """agent.per_student_advantages: each student's advantages are divided by the running RMS of
-    that student's advantages (all rollouts so far), so a student whose gains are 30x larger weighs
-    no more in the update; the state survives in the checkpoint."""
+def test_per_pair_advantages_weigh_each_pair_alike(tmp_path):
+    """agent.per_pair_advantages: each pair's advantages are divided by the running RMS of that pair's
+    advantages (all rollouts so far), so a pair whose gains are 30x larger weighs no more in the
+    update; the state survives in the checkpoint."""
     from types import SimpleNamespace
 
-    from rltemp.agents.callbacks import PerStudentAdvantages
+    from rltemp.agents.callbacks import PerPairAdvantages
     from rltemp.agents.train import train_policy
     from rltemp.config import load_config
 
-    cb = PerStudentAdvantages()
+    cb = PerPairAdvantages()
     adv = np.array([[3.0, 0.1], [-3.0, -0.1], [3.0, 0.1]])  # rows: steps; columns: workers (student 0, student 1)
     cb.model = SimpleNamespace(rollout_buffer=SimpleNamespace(advantages=adv), logger=None)
     cb._on_rollout_start()
     for _ in range(3):
-        cb.locals = {"infos": [{"student_index": 0}, {"student_index": 1}]}
+        cb.locals = {"infos": [{"pair_index": 0}, {"pair_index": 1}]}
         cb._on_step()
     cb._on_rollout_end()
     assert np.allclose(adv, [[1, 1], [-1, -1], [1, 1]])
@@ -355,18 +355,18 @@ def test_per_student_advantages_weigh_each_student_alike(tmp_path):
     adv2 = np.array([[0.0, 1.0]])  # the second rollout: student 1 on both workers, running RMS over 4 values
     cb.model.rollout_buffer.advantages = adv2
     cb._on_rollout_start()
-    cb.locals = {"infos": [{"student_index": 1}, {"student_index": 1}]}
+    cb.locals = {"infos": [{"pair_index": 1}, {"pair_index": 1}]}
     cb._on_step()
     cb._on_rollout_end()
     assert np.allclose(adv2, [[0.0, 1.0 / np.sqrt(1.03 / 5)]])
 
-    students = "env.students=[{model: mlp, options: {width: 16, depth: 1}}, {model: mlp, options: {width: 16, depth: 1}, lr: 0.0003}]"
-    cfg = load_config("envs/mnist1d.yaml", [*TINY, students])
-    train_policy(cfg, load_agent("agents/ppo.yaml", [*SCHEDULE_TINY, "agent.per_student_advantages=true"]),
+    pool = "env.pool=[{name: fast}, {name: slow, overrides: [distill.lr=0.0003]}]"
+    cfg = load_config("envs/mnist1d.yaml", [*TINY, pool])
+    train_policy(cfg, load_agent("agents/ppo.yaml", [*SCHEDULE_TINY, "agent.per_pair_advantages=true"]),
                  out=tmp_path / "p", progress=False, jobs=1)
     ckpt = torch.load(tmp_path / "p" / "checkpoints" / "last.pt", weights_only=True)
     history = ckpt["history"]
-    seen = {str(e["student_index"]) for e in history["schedule"]}
+    seen = {str(e["pair_index"]) for e in history["schedule"]}
     assert set(history["advantage_rms"]) <= seen and history["advantage_rms"]
     assert all(c > 0 and q > 0 for c, q in history["advantage_rms"].values())
 

@@ -1,7 +1,7 @@
 """Every config field is used by something that ships: a run of each shipped mode reads it.
 
-The config dataclasses are instrumented to record which fields code outside the config modules
-reads (validation, ``asdict`` and ``replace`` do not count), then each shipped mode runs on a tiny
+The config dataclasses are instrumented to record which fields the package's code reads (their
+validation, ``asdict`` and ``replace`` do not count), then each shipped mode runs on a tiny
 setting: every kind of ``rltemp distill`` (a classic SPEC, DKD, a shipped policy of each form,
 ``online:``), the teacher, policy training with every agent preset (both schedule forms, on a pool
 of students), and the CIFAR presets' optimiser, schedule and GPU options. A field no shipped mode
@@ -19,10 +19,11 @@ from rltemp import config as config_module
 from rltemp.agents import config as agent_config
 
 CLASSES = [config_module.Config, config_module.DataConfig, config_module.OptimConfig, config_module.DistillConfig,
-           config_module.ModelConfig, config_module.TeacherConfig, config_module.TrainingStudentConfig,
+           config_module.ModelConfig, config_module.TeacherConfig, config_module.PoolMember,
            config_module.EnvConfig, agent_config.AgentConfig, agent_config.PolicyNetConfig,
            agent_config.ModulatorConfig]
-NOT_USE = ("rltemp/config.py", "rltemp/agents/config.py", "dataclasses.py")
+CONFIG_MODULES = ("rltemp/config.py", "rltemp/agents/config.py")
+CHECKS = {"validate", "validate_agent", "_check_net", "_check_hyperparams", "to_dict", "replace", "with_temperature"}
 
 
 def _all_fields() -> set[str]:
@@ -37,8 +38,10 @@ def reads(monkeypatch):
 
         def getattribute(self, name, _names=names, _orig=object.__getattribute__):
             if name in _names:
-                caller = sys._getframe(1).f_code.co_filename.replace("\\", "/")
-                if "/rltemp/" in caller and not caller.endswith(NOT_USE):
+                code = sys._getframe(1).f_code
+                caller = code.co_filename.replace("\\", "/")
+                checking = caller.endswith(CONFIG_MODULES) and code.co_name in CHECKS  # validation is not use
+                if "/rltemp/" in caller and not checking:
                     for klass in type(self).__mro__:  # credit the class that declares the field
                         if name in getattr(klass, "__dataclass_fields__", {}) and klass in CLASSES:
                             seen.add(f"{klass.__name__}.{name}")
@@ -73,11 +76,12 @@ def test_every_config_field_is_read_by_a_shipped_mode(reads, tmp_path):
                                             "teacher.data_options={train_per_class: 6}", "device=cpu"])
     data, device = prepare_data(cfg)
     get_teacher(cfg, data, device, progress=False)
-    pool = ("env.students=[{model: mlp, options: {width: 16, depth: 1}}, "
-            "{model: mlp, options: {width: 16, depth: 1}, lr: 0.0003}]")
+    pool = "env.pool=[{name: fast}, {name: slow, overrides: [distill.lr=0.0003]}]"
     for preset in ("agents/ppo.yaml", "agents/a2c.yaml", "agents/ppo-run.yaml"):
-        cfg = load_config("envs/mnist1d.yaml", [*TINY, pool, "env.run_probe=0.5"])
-        train_policy(cfg, load_agent(preset, ["agent.episodes=4", "agent.episodes_per_rollout=2"]),
+        cfg = load_config("envs/mnist1d.yaml", [*TINY, pool, "env.run_probe=0.5", "env.eval_seeds=[2000]",
+                                                "env.reward_reference=grid"])
+        train_policy(cfg, load_agent(preset, ["agent.episodes=4", "agent.episodes_per_rollout=2", "agent.eval_every=1",
+                                              "agent.per_pair_advantages=true"]),
                      out=tmp_path / Path(preset).stem, progress=False, jobs=1)
     # the CIFAR presets' recipe (SGD, step schedule) and the GPU options, without data
     import torch
@@ -96,7 +100,8 @@ def test_every_config_field_is_read_by_a_shipped_mode(reads, tmp_path):
     from rltemp.kd.trainer import Distiller
 
     tiny = load_config("envs/default.yaml", ["data.options.train_per_class=2", "data.options.test_per_class=1",
-                                             "distill.amp=true", "distill.channels_last=true", "device=cpu"])
+                                             "distill.amp=true", "distill.channels_last=true", "distill.batch_size=32",
+                                             "device=cpu"])
     data, _ = prepare_data(tiny)
     Distiller(tiny.distill, data, torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 110)))
     unused = sorted(_all_fields() - reads)

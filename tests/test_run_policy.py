@@ -63,7 +63,7 @@ def test_a_probe_looks_at_a_copy_and_leaves_the_run_alone():
     d = fresh()
     initial = {k: v.clone() for k, v in d.student.state_dict().items()}
     gen, rng = d.generator.get_state(), torch.random.get_rng_state()
-    acc, loss_ema = d.probe(0.5, 2.5)
+    probed = d.probe(0.5, 2.5)
     assert all(torch.equal(v, initial[k]) for k, v in d.student.state_dict().items())
     assert torch.equal(d.generator.get_state(), gen) and torch.equal(torch.random.get_rng_state(), rng)
     assert d.step_count == 0 and not d.optimizer.state
@@ -73,10 +73,13 @@ def test_a_probe_looks_at_a_copy_and_leaves_the_run_alone():
         if i == ref.steps_per_epoch // 2:
             break
         ref.train_step(x, y, idx, temperature=2.5)
-    assert (acc, loss_ema) == (evaluate(ref.student, data.val, data)[0], ref.loss_ema)
+    assert (probed.last_val_acc, probed.loss_ema) == (evaluate(ref.student, data.val, data)[0], ref.loss_ema)
+    ref.end_epoch()  # its validation statistics, against the teacher: the probe's (but for its partial epoch)
+    assert probed.val.acc == ref.last_val_stats.acc and probed.val.kl == pytest.approx(ref.last_val_stats.kl)
+    assert probed.progress == 0.0 and 0 <= probed.val.train_acc <= 1
     # from other weights (the ones a run started with, after it has trained): the same look
     d.train_step(*next(iter(d.epoch_batches())), temperature=4.0)
-    assert d.probe(0.5, 2.5, initial=initial) == (acc, loss_ema)
+    assert d.probe(0.5, 2.5, initial=initial) == probed
     with pytest.raises(ValueError, match=r"a probe runs for a fraction of one epoch, in \(0, 1\], got 1.5"):
         d.probe(1.5, 2.5)
 
@@ -90,8 +93,8 @@ def test_run_env_observes_the_probe_and_one_decision_sets_every_epoch():
     from rltemp.envs.schedule_env import KDScheduleEnv
 
     env = gymnasium.make("rltemp/KDRunSchedule-v0", config="envs/mnist1d.yaml", overrides=RUN_TINY).unwrapped
-    obs, _ = env.reset(options={"student_seed": 5, "student": 0})
-    acc, _ = env.distiller.probe(0.5, 3.0)
+    obs, _ = env.reset(options={"student_seed": 5, "pair": 0})
+    acc = env.distiller.probe(0.5, 3.0).last_val_acc
     assert env.steps == 1 and obs.tolist() == [pytest.approx(acc)] and env.distiller.step_count == 0
     with pytest.raises(ValueError, match=r"action must have shape \(2,\)"):
         env.step(np.zeros(1, np.float32))
@@ -101,7 +104,7 @@ def test_run_env_observes_the_probe_and_one_decision_sets_every_epoch():
     assert info["t_start"] > info["t_end"] and info["decision_features"] == {"last_val_acc": pytest.approx(acc)}
     assert final.tolist() == [pytest.approx(info["val_acc"])]  # the state after the run
     per_epoch = KDScheduleEnv("envs/mnist1d.yaml", RUN_TINY)
-    per_epoch.reset(options={"student_seed": 5, "student": 0})
+    per_epoch.reset(options={"student_seed": 5, "pair": 0})
     rewards = [per_epoch.step(np.array([temperature_to_action(t, 1, 10)], np.float32))[1] for t in info["temperatures"]]
     assert ret == pytest.approx(sum(rewards), abs=1e-4)
     with pytest.raises(RuntimeError, match="call reset"):
@@ -137,7 +140,7 @@ def test_probe_policy_transfers_as_the_env_and_the_controller_decide(probe_polic
     cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, *student, f"distill.temperature=policy:{probe_policy}", "seed=7"])
     res = run_distill(cfg, out=tmp_path / "d", progress=False)
     env = KDRunScheduleEnv("envs/mnist1d.yaml", [*RUN_TINY, *student])
-    obs, _ = env.reset(options={"student_seed": 7, "student": 0})
+    obs, _ = env.reset(options={"student_seed": 7, "pair": 0})
     *_, info = env.step(policy.schedule(torch.from_numpy(obs)[None])[0].numpy())
     assert res["schedule"] == pytest.approx(info["temperatures"], rel=1e-5)
     assert res["val_acc"] == pytest.approx(info["val_acc"])  # the probe did not disturb the run
@@ -191,7 +194,7 @@ def test_run_env_settings_are_checked():
 
     with pytest.raises(ConfigError, match=r"distill.epochs must be >= 2 for a run-level decision"):
         KDRunScheduleEnv("envs/mnist1d.yaml", [*RUN_TINY, "distill.epochs=1"])
-    with pytest.raises(ConfigError, match="env.run_features: unknown feature .first_acc.*valid: last_val_acc, progress"):
+    with pytest.raises(ConfigError, match="env.run_features: unknown feature .first_acc.*valid: agreement, kl_teacher, last_val_acc"):
         KDRunScheduleEnv("envs/mnist1d.yaml", [*RUN_TINY, "env.run_features=[first_acc]"])
 
 
@@ -254,7 +257,7 @@ def test_online_mode_runs_on_a_run_level_schedule(probe_policy, tmp_path):
     from rltemp.kd.pipeline import run_distill
 
     env = KDInstanceEpochEnv(load_config("envs/mnist1d.yaml", [*RUN_TINY, f"env.base_policy={probe_policy}"]))
-    env.reset(options={"student_seed": 7, "student": 0})
+    env.reset(options={"student_seed": 7, "pair": 0})
     temps = [env.step(np.zeros(env.n, np.float32))[4]["schedule_temperature"] for _ in range(4)]
     cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, f"distill.temperature=policy:{probe_policy}", "seed=7"])
     assert temps == pytest.approx(run_distill(cfg, out=tmp_path / "d", progress=False)["schedule"], rel=1e-5)

@@ -98,28 +98,58 @@ def test_bad_schedule_features_name_the_field():
         make(["env.schedule_features=[p_t_true]"])  # an instance feature cannot drive a schedule
 
 
-def test_training_students_may_learn_at_their_own_rate(tmp_path):
-    """env.students[i].lr: that student's optimiser runs at its own learning rate (as `distill
-    distill.lr=...` would), its reference curve is its own, and a bad rate names the field."""
+def test_a_pool_of_pairs_draws_each_with_its_own_recipe_and_reference(tmp_path):
+    """env.pool: each pair is the config with its own overrides (here a learning rate, then a class
+    subset with another teacher); its student trains as `rltemp distill` with those overrides would, its
+    reference curve is its own, and bad pools name the field."""
     from rltemp.cli import main
     from rltemp.errors import ConfigError
 
-    pool = "env.students=[{model: mlp, options: {width: 16, depth: 1}}, {model: mlp, options: {width: 16, depth: 1}, lr: 0.0002}]"
+    pool = ("env.pool=[{name: fast, overrides: []}, {name: slow, overrides: [distill.lr=0.0002]}, "
+            "{name: narrow, overrides: ['data.options.num_samples=400', 'teacher.options.channels=4']}]")
     env = KDScheduleEnv(load_config("envs/mnist1d.yaml", [*SCHED_TINY, "env.reward_reference=fixed:4", pool]),
                         reference_dir=tmp_path)
+    assert [p.name for p in env.pairs] == ["fast", "slow", "narrow"] and env.steps == 3
     base_lr = env.cfg.distill.lr
-    env.reset(options={"student_seed": 3, "student": 1})
-    assert env.distiller.optimizer.param_groups[0]["initial_lr"] == pytest.approx(0.0002) != base_lr
-    env.reset(options={"student_seed": 3, "student": 0})
+    _, info = env.reset(options={"student_seed": 3, "pair": 1})
+    assert info["pair"] == "slow" and env.distiller.optimizer.param_groups[0]["initial_lr"] == pytest.approx(0.0002)
+    env.reset(options={"student_seed": 3, "pair": 0})
     assert env.distiller.optimizer.param_groups[0]["initial_lr"] == pytest.approx(base_lr)
+    env.reset(options={"student_seed": 3, "pair": 2})
+    assert len(env.data.train) < len(env.pairs[0].data.train) and env.teacher is not env.pairs[0].teacher
     slow, fast = env.reference_curve(3, 1), env.reference_curve(3, 0)
     assert slow[0] == fast[0] and slow[1:] != fast[1:]  # same initial student, different training
-    assert len(list(tmp_path.glob("*.json"))) == 2
+    assert len(list(tmp_path.glob("*.json"))) == 3  # one per pair (computed at each reset)
     # the slow student's episode at T=4 is `rltemp distill distill.lr=0.0002 -T fixed:4` (its reference)
     out = tmp_path / "d"
     assert main(["distill", "envs/mnist1d.yaml", "-T", "fixed:4", "--out", str(out), "--no-progress", *SCHED_TINY,
-                 "student.options={width: 16, depth: 1}", "distill.lr=0.0002", "seed=3"]) == 0
+                 "distill.lr=0.0002", "seed=3"]) == 0
     ref = json.loads((out / "results.json").read_text())
     assert slow[-1] == pytest.approx(ref["val_acc"], abs=1e-9)
-    with pytest.raises(ConfigError, match=r"env.students\[0\].lr must be a finite number > 0"):
-        load_config("envs/mnist1d.yaml", [*SCHED_TINY, "env.students=[{model: mlp, lr: 0}]"])
+    drawn = {env.reset(seed=s)[1]["pair"] for s in range(12)}
+    assert drawn == {"fast", "slow", "narrow"}  # drawn with the env's seeded RNG
+    with pytest.raises(ValueError, match=r"options\['pair'\] must index env.pool \(0..2\), got 3"):
+        env.reset(options={"pair": 3})
+    with pytest.raises(ConfigError, match=r"env.pool\[0\] \(x\): override 'env.t_min=2' is not of a pair's sections"):
+        load_config("envs/mnist1d.yaml", [*SCHED_TINY, "env.pool=[{name: x, overrides: [env.t_min=2]}]"])
+    with pytest.raises(ConfigError, match="env.pool: every pair needs a distinct name"):
+        load_config("envs/mnist1d.yaml", [*SCHED_TINY, "env.pool=[{name: x}, {name: x}]"])
+    bad = load_config("envs/mnist1d.yaml", [*SCHED_TINY, "env.pool=[{name: x, overrides: [distill.epochs=0]}]"])
+    with pytest.raises(ConfigError, match=r"env.pool\[0\] \(x\): distill.epochs must be >= 1"):
+        KDScheduleEnv(bad)
+    mixed = load_config("envs/mnist1d.yaml", [*SCHED_TINY, "env.pool=[{name: a}, {name: b, overrides: [distill.epochs=4]}]"])
+    with pytest.raises(ConfigError, match="one decision per epoch needs the same distill.epochs for every pair"):
+        _ = KDScheduleEnv(mixed).steps
+
+
+def test_grid_reference_is_the_best_constant_of_this_student(tmp_path):
+    """env.reward_reference=grid: the reference curve is that of the fixed T of {1, 2, 4, 8} whose run of
+    this very student ends highest on validation, so an episode at that T returns exactly 0."""
+    env = KDScheduleEnv(load_config("envs/mnist1d.yaml", [*SCHED_TINY, "env.reward_reference=grid"]),
+                        reference_dir=tmp_path)
+    curve = env.reference_curve(4, 0)
+    finals = {t: env._curve(f"fixed:{t}", 4, 0)[-1] for t in (1, 2, 4, 8)}
+    best = max(finals, key=finals.get)
+    assert curve[-1] == max(finals.values()) and len(list(tmp_path.glob("*.json"))) == 4
+    _, rewards, _ = _episode(env, [best] * 3, student_seed=4)
+    assert sum(rewards) == pytest.approx(0.0, abs=1e-9)

@@ -47,8 +47,9 @@ class ScheduleHistory(BaseCallback):
         det, _ = self.model.predict(np.stack(ep["obs"]), deterministic=True)
         t_det = self.form.schedule(det, len(ep["t"]))
         rec = {"episode": len(self.episodes) + 1, "student_seed": info["student_seed"],
-               "student_index": info["student_index"], "return": sum(ep["r"]),
-               "final_val_acc": info["val_acc"], "temperature": ep["t"], "temperature_deterministic": t_det}
+               "pair": info["pair"], "pair_index": info["pair_index"], "return": sum(ep["r"]),
+               "final_val_acc": info["val_acc"], "kd_steps": info["kd_steps"], "temperature": ep["t"],
+               "temperature_deterministic": t_det}
         if "decision_features" in info:  # what the run-level decision read after the first epoch
             rec["decision_features"] = info["decision_features"]
         self.episodes.append(rec)
@@ -63,22 +64,86 @@ class ScheduleHistory(BaseCallback):
             for q, name in ((0, "first"), (len(t_det) // 2, "middle"), (len(t_det) - 1, "last")):
                 self.writer.add_scalar(f"train_schedule/T_{name}_epoch_deterministic", t_det[q], n)
                 self.writer.add_scalar(f"train_schedule/T_{name}_epoch_sampled", ep["t"][q], n)
-            if "decision_features" in rec:  # a run-level decision: what it read and chose, per kind of student
-                k = rec["student_index"]
+            if "decision_features" in rec:  # a run-level decision: what it read and chose, per pair
+                k = rec["pair"]
                 for name, value in rec["decision_features"].items():
-                    self.writer.add_scalar(f"train_schedule/student_{k}/{name}", value, n)
+                    self.writer.add_scalar(f"train_schedule/pair/{k}/{name}", value, n)
                 for q, name in ((0, "first"), (len(t_det) - 1, "last")):
-                    self.writer.add_scalar(f"train_schedule/student_{k}/T_{name}_epoch_deterministic", t_det[q], n)
-                self.writer.add_scalar(f"train_schedule/student_{k}/episode_return", rec["return"], n)
+                    self.writer.add_scalar(f"train_schedule/pair/{k}/T_{name}_epoch_deterministic", t_det[q], n)
+                self.writer.add_scalar(f"train_schedule/pair/{k}/episode_return", rec["return"], n)
 
 
-class PerStudentAdvantages(BaseCallback):
-    """``agent.per_student_advantages``: after each rollout's advantages are computed (and before the
-    update), divide those of student i (``env.students[i]``) by the running RMS of all of student i's
-    advantages so far. One kind of student whose temperature matters more (larger gains and losses)
-    then weighs as much in the update as any other, instead of setting the direction of the shared
-    schedule alone; the critic's targets (the returns) are untouched. ``state``: {i: [count, sum of
-    squares]}, kept in the checkpoint so a resumed training scales as the uninterrupted one."""
+class HeldOutSelection(BaseCallback):
+    """SB3's ``EvalCallback`` pattern, on training-pool students held out from training: every
+    ``every`` rollouts (after the update) and at the end, the deterministic policy runs on each of
+    ``students`` (pair index, seed: every pair of ``env.pool`` with the seeds ``env.eval_seeds``,
+    which training never draws) in ``venv``; the mean return — the gain over each student's reference
+    run, on validation — selects the policy to ship: ``on_best()`` is called when it improves. The test
+    split is never read; nothing here touches the benchmarks' held-out pairs or seeds."""
+
+    def __init__(self, venv: Any, students: list[tuple[int, int]], every: int, on_best: Callable[[], None],
+                 writer: Any, normalize: Callable[[np.ndarray], np.ndarray] | None = None,
+                 history: list[dict[str, Any]] | None = None) -> None:
+        super().__init__()
+        self.venv, self.students, self.every, self.on_best = venv, students, every, on_best
+        self.writer, self.normalize = writer, normalize or (lambda obs: obs)
+        self.history: list[dict[str, Any]] = list(history or [])
+        self.rollouts = 0
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        return max(self.history, key=lambda h: h["mean_return"]) if self.history else None
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps == 0:
+            return
+        self.rollouts += 1
+        if self.rollouts % self.every == 0:
+            self.evaluate()
+
+    def _on_training_end(self) -> None:
+        if not self.history or self.history[-1]["timesteps"] != self.num_timesteps:
+            self.evaluate()
+
+    def returns(self) -> list[float]:
+        """Each held-out student's return under the deterministic policy, in ``students``' order."""
+        n, out = self.venv.num_envs, []
+        for start in range(0, len(self.students), n):
+            chunk = self.students[start:start + n]
+            padded = chunk + [chunk[-1]] * (n - len(chunk))
+            self.venv.set_options([{"pair": i, "student_seed": s} for i, s in padded])
+            obs, total = self.venv.reset(), np.zeros(n)
+            done = np.zeros(n, bool)
+            while not done.all():
+                action, _ = self.model.predict(self.normalize(obs), deterministic=True)
+                obs, rewards, dones, _ = self.venv.step(action)
+                total += np.where(done, 0.0, rewards)
+                done |= dones
+            out.extend(total[: len(chunk)].tolist())
+        return out
+
+    def evaluate(self) -> None:
+        returns = self.returns()
+        mean = float(np.mean(returns))
+        best = self.best
+        self.history.append({"timesteps": int(self.num_timesteps), "mean_return": mean, "returns": returns})
+        if best is None or mean > best["mean_return"]:
+            self.on_best()
+        if self.writer is not None:
+            self.writer.add_scalar("eval/held_out_mean_return", mean, self.num_timesteps)
+            self.writer.add_scalar("eval/held_out_best_mean_return", self.best["mean_return"], self.num_timesteps)
+
+
+class PerPairAdvantages(BaseCallback):
+    """``agent.per_pair_advantages``: after each rollout's advantages are computed (and before the
+    update), divide those of pair i (``env.pool[i]``) by the running RMS of all of pair i's advantages
+    so far. One kind of student whose temperature matters more (larger gains and losses) then weighs
+    as much in the update as any other, instead of setting the direction of the shared schedule alone;
+    the critic's targets (the returns) are untouched. ``state``: {i: [count, sum of squares]}, kept in
+    the checkpoint so a resumed training scales as the uninterrupted one."""
 
     def __init__(self, state: dict[str, list[float]] | None = None) -> None:
         super().__init__()
@@ -89,14 +154,14 @@ class PerStudentAdvantages(BaseCallback):
         self._kinds = []
 
     def _on_step(self) -> bool:  # one call per rollout-buffer row, in order
-        self._kinds.append([int(info["student_index"]) for info in self.locals["infos"]])
+        self._kinds.append([int(info["pair_index"]) for info in self.locals["infos"]])
         return True
 
     def _on_rollout_end(self) -> None:
         adv = self.model.rollout_buffer.advantages
         kinds = np.asarray(self._kinds)
         if kinds.shape != adv.shape:
-            raise RuntimeError(f"per-student advantages: {kinds.shape} student labels for advantages of shape {adv.shape}")
+            raise RuntimeError(f"per-pair advantages: {kinds.shape} pair labels for advantages of shape {adv.shape}")
         for k in np.unique(kinds):
             rows = kinds == k
             c, q = self.state.get(str(k), [0.0, 0.0])
@@ -105,7 +170,7 @@ class PerStudentAdvantages(BaseCallback):
             rms = float(np.sqrt(q / c))
             adv[rows] /= max(rms, 1e-8)
             if self.logger is not None:
-                self.logger.record(f"train_schedule/advantage_rms_student_{k}", rms)
+                self.logger.record(f"train_schedule/advantage_rms_pair_{k}", rms)
 
 
 class Checkpoint(BaseCallback):

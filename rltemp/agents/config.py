@@ -58,9 +58,12 @@ class AgentConfig:
     episodes: int = 120  # schedule-training student runs, over all workers
     episodes_per_rollout: int = 2  # per worker and rollout: n_steps = this x decisions per episode
     checkpoint_every: int = 1  # rollouts between resumable checkpoints
-    # on a pool of students (env.students): divide each student's advantages by their running RMS, so
-    # that a kind of student whose gains are larger does not set the schedule's direction alone
-    per_student_advantages: bool = False
+    # rollouts between evaluations on held-out training students (env.eval_seeds), which select the policy
+    # that policy.pt holds (the final one goes to last/); 0: no selection, the final policy
+    eval_every: int = 0
+    # on a pool of pairs (env.pool): divide each pair's advantages by their running RMS, so that a kind
+    # of student whose gains are larger does not set the schedule's direction alone
+    per_pair_advantages: bool = False
     policy: PolicyNetConfig = field(default_factory=PolicyNetConfig)
     hyperparams: dict[str, Any] = field(default_factory=dict)
     modulator: ModulatorConfig = field(default_factory=ModulatorConfig)
@@ -131,6 +134,8 @@ def validate_agent(cfg: AgentConfig) -> AgentConfig:
     for key in ("episodes", "episodes_per_rollout", "checkpoint_every"):
         if getattr(cfg, key) < 1:
             raise ConfigError(f"agent.{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.eval_every < 0:
+        raise ConfigError(f"agent.eval_every must be >= 0 (0: no selection), got {cfg.eval_every}")
     if cfg.decision not in DECISIONS:
         raise ConfigError(f"agent.decision: unknown decision {cfg.decision!r}{did_you_mean(cfg.decision, DECISIONS)}; "
                           f"valid: {', '.join(DECISIONS)}")

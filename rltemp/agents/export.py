@@ -59,12 +59,12 @@ def policy_meta(cfg: Config, schedule: Head, modulator: Head | None, trained_on:
     import rltemp
 
     env = cfg.env
-    students = [s.model if s.lr is None else f"{s.model} (lr {s.lr:g})" for s in env.students] or [cfg.student.model]
+    pairs = [m.name for m in env.pool] or [cfg.name]
     return {
         "format": FORMAT, "t_min": env.t_min, "t_max": env.t_max,
         "action_mapping": "T = exp(log t_min + (a+1)/2 (log t_max - log t_min))",
         "schedule": schedule.to_dict(), "modulator": modulator.to_dict() if modulator is not None else None,
-        "trained_on": {"dataset": cfg.data.name, "teacher": cfg.teacher.model, "students": students,
+        "trained_on": {"dataset": cfg.data.name, "teacher": cfg.teacher.model, "student": cfg.student.model, "pairs": pairs,
                        "epochs": cfg.distill.epochs, **trained_on},
         "versions": {"rltemp": rltemp.__version__, "torch": torch.__version__,
                      "stable_baselines3": stable_baselines3.__version__, "gymnasium": gymnasium.__version__},

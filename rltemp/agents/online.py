@@ -57,10 +57,10 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
         val, _ = evaluate(d.student, e.data.val, e.data)
         finished.update(test_acc=acc, test_loss=loss, val_acc=val, best_val_acc=d.best_val_acc,
                         best_val_epoch=d.best_epoch, epochs=d.epoch, kd_steps=d.step_count)
-        save_checkpoint(run.path / "last.pt", d.student, {"arch": e.student_arch, "epoch": d.epoch})
+        save_checkpoint(run.path / "last.pt", d.student, {"arch": cfg.student.model, "epoch": d.epoch})
 
     venv = InstanceVecEnv(env, on_episode_end=on_end, auto_reset=False)
-    venv.set_options([{"student_seed": cfg.seed, "student": 0}] + [{}] * (venv.num_envs - 1))
+    venv.set_options([{"student_seed": cfg.seed, "pair": 0}] + [{}] * (venv.num_envs - 1))
     writer = SummaryWriter(str(run.tb))
     mod = agent.modulator
     hyper = dict(mod.hyperparams)

@@ -16,6 +16,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from rltemp.agents.factories import schedule_env_factory, seed_slices
 from rltemp.agents.ray_cluster import install_teachers, start_ray, teacher_files
+from rltemp.config import pool_configs
 
 
 class ScheduleEnvActor:
@@ -101,7 +102,7 @@ def ray_schedule_vec_env(cfg: Any, workers: int, address: str | None, decision: 
     returns the VecEnv and a function that shuts Ray down if rltemp started it."""
     slices = seed_slices(cfg, workers)  # before Ray starts: a bad pool fails fast
     ray, started = start_ray(address, workers)
-    teachers = ray.put(teacher_files([cfg]))
+    teachers = ray.put(teacher_files([pair for _, pair in pool_configs(cfg)]))
     remote = ray.remote(num_cpus=1)(ScheduleEnvActor)
     raw = cfg.to_dict()
     actors = [remote.remote(raw, seeds, teachers, decision) for seeds in slices]

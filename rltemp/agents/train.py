@@ -20,7 +20,9 @@ telescopes each episode's rewards.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,12 +31,12 @@ import numpy as np
 import torch
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
-from rltemp.agents.callbacks import Checkpoint, PerStudentAdvantages, ScheduleHistory
+from rltemp.agents.callbacks import Checkpoint, HeldOutSelection, PerPairAdvantages, ScheduleHistory
 from rltemp.agents.config import AgentConfig, load_agent
 from rltemp.agents.export import export_policy, policy_meta, schedule_head, write_fingerprint
 from rltemp.agents.factories import schedule_vec_env
 from rltemp.agents.sb3 import make_model, restore
-from rltemp.config import Config, dump_yaml, load_config
+from rltemp.config import Config, dump_yaml, load_config, pool_configs
 from rltemp.errors import ConfigError, RltempError
 from rltemp.kd.forms import schedule_form
 from rltemp.kd.pipeline import get_teacher, prepare_data
@@ -75,15 +77,60 @@ def _vec_env(cfg: Config, agent: AgentConfig, jobs: int, backend: str, address: 
     return venv, norm, shutdown
 
 
+def _obs_norm(norm: VecNormalize | None) -> dict[str, Any] | None:
+    """The statistics the head is trained on now, as policy.json lists them (schedule.zip, SB3's file,
+    expects (x - mean) / std)."""
+    if norm is None:
+        return None
+    return {"mean": norm.obs_rms.mean.tolist(), "std": np.sqrt(norm.obs_rms.var + norm.epsilon).tolist(),
+            "observations": float(norm.obs_rms.count), "folded": "into policy.pt's first layer"}
+
+
+def export_schedule(cfg: Config, agent: AgentConfig, model: Any, norm: VecNormalize | None, out_dir: Path,
+                    trained_on: dict[str, Any]) -> None:
+    """Export ``model``'s schedule head as a policy (``policy.pt`` + ``policy.json``) into ``out_dir``,
+    the current observation statistics folded into its first layer."""
+    obs_norm = _obs_norm(norm)
+    head = dataclasses.replace(schedule_head(cfg, agent), normalize_obs=obs_norm)
+    export_policy(policy_meta(cfg, head, None, trained_on), out_dir, schedule_model=model,
+                  schedule_obs_norm=None if obs_norm is None else (obs_norm["mean"], obs_norm["std"]))
+
+
+def _selection(cfg: Config, agent: AgentConfig, jobs: int, model_norm: Callable[[], tuple[Any, Any]], run: RunDir,
+               writer: Any, history: list[dict[str, Any]]) -> tuple[HeldOutSelection | None, Callable[[], None]]:
+    """The held-out selection callback (``agent.eval_every`` > 0, ``env.eval_seeds``) and its closer."""
+    if not agent.eval_every:
+        return None, lambda: None
+    if not cfg.env.eval_seeds:
+        raise ConfigError("agent.eval_every needs env.eval_seeds: the held-out training students to select on")
+    eval_cfg = cfg.replace(env=dataclasses.replace(cfg.env, seeds=list(cfg.env.eval_seeds), eval_seeds=[]))
+    venv = schedule_vec_env(eval_cfg, min(jobs, len(cfg.env.eval_seeds)), agent.decision)
+    students = [(i, s) for i in range(len(pool_configs(cfg))) for s in cfg.env.eval_seeds]
+
+    def on_best() -> None:
+        model, norm = model_norm()
+        export_schedule(cfg, agent, model, norm, run.path / "best",
+                        {"timesteps": int(model.num_timesteps), "selected_on": "held-out training students"})
+
+    def normalize(obs: np.ndarray) -> np.ndarray:
+        norm = model_norm()[1]
+        return norm.normalize_obs(obs) if norm is not None else obs
+
+    return HeldOutSelection(venv, students, agent.eval_every, on_best, writer, normalize, history), venv.close
+
+
 def train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, jobs: int, progress: bool,
                    ckpt: dict[str, Any] | None, backend: str = "process",
                    address: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """Train the schedule head (resuming from ``ckpt``); returns the SB3 model and what it did."""
+    """Train the schedule head (resuming from ``ckpt``); returns the SB3 model and what it did. With
+    held-out selection, ``best/`` holds the policy that scored best on the held-out training students.
+    (Longer than 60 lines: it wires the environment, the model, four callbacks and their saved state.)"""
     form = schedule_form(schedule_head(cfg, agent), cfg.env.t_min, cfg.env.t_max, "agent")
     venv, norm, shutdown = _vec_env(cfg, agent, jobs, backend, address, ckpt)
     history = (ckpt or {}).get("history", {})
+    close_eval: Callable[[], None] = lambda: None  # noqa: E731
     try:
-        steps = venv.get_attr("steps", [0])[0] if not form.every_epoch else cfg.distill.epochs  # decisions per episode
+        steps = venv.get_attr("steps", [0])[0]  # decisions per episode
         model = make_model(agent.algo, agent.policy, agent.hyperparams, venv, cfg.seed, writer, "cpu",
                            (cfg.env.t_min, cfg.env.t_max), n_steps=agent.episodes_per_rollout * steps)
         done = 0
@@ -93,12 +140,17 @@ def train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, jo
             log.info("resuming the schedule training after %d episodes", done)
         venv.seed(cfg.seed + 7919 * done)  # fresh students for the episodes still to run
         hist = ScheduleHistory(writer, form, history.get("schedule", []))
-        scale = [PerStudentAdvantages(history.get("advantage_rms"))] if agent.per_student_advantages else []
+        scale = [PerPairAdvantages(history.get("advantage_rms"))] if agent.per_pair_advantages else []
+        select, close_eval = _selection(cfg, agent, jobs, lambda: (model, norm), run, writer, history.get("selection", []))
+        if select is not None:
+            select.rollouts = int(history.get("rollouts", 0))
 
         def state() -> dict[str, Any]:
             out: dict[str, Any] = {"schedule": hist.episodes}
             if scale:
                 out["advantage_rms"] = scale[0].state
+            if select is not None:
+                out["selection"], out["rollouts"] = select.history, select.rollouts
             if norm is not None:
                 rms = norm.obs_rms
                 out["obs_rms"] = {"mean": rms.mean.tolist(), "var": rms.var.tolist(), "count": float(rms.count)}
@@ -107,17 +159,15 @@ def train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, jo
         cb = Checkpoint(run.path / "checkpoints" / "last.pt", "schedule", agent.checkpoint_every, agent.episodes,
                         done, progress, float((ckpt or {}).get("wall_time_s", 0.0)), state, per_episode=venv.num_envs)
         remaining = agent.episodes - done
+        callbacks = [hist, *scale, *([select] if select is not None else []), cb]
         if remaining > 0:
-            model.learn(total_timesteps=remaining * steps, callback=[hist, *scale, cb], reset_num_timesteps=ckpt is None)
+            model.learn(total_timesteps=remaining * steps, callback=callbacks, reset_num_timesteps=ckpt is None)
     finally:
         venv.close()
+        close_eval()
         shutdown()
-    # the statistics the head was trained on, as policy.json lists them (schedule.zip, SB3's file, expects (x - mean) / std)
-    obs_norm = None if norm is None else {"mean": norm.obs_rms.mean.tolist(),
-                                          "std": np.sqrt(norm.obs_rms.var + norm.epsilon).tolist(),
-                                          "observations": float(norm.obs_rms.count), "folded": "into policy.pt's first layer"}
     return model, {"episodes": hist.episodes, "wall_time_s": cb.wall_time_s(), "timesteps": int(model.num_timesteps),
-                   "obs_norm": obs_norm}
+                   "norm": norm, "selection": select.history if select is not None else None}
 
 
 def _open_run(cfg: Config, agent: AgentConfig, out: str | Path | None, resume: str | Path | None,
@@ -146,27 +196,35 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
         require_ray()
     from torch.utils.tensorboard import SummaryWriter
 
-    data, device = prepare_data(cfg)
-    get_teacher(cfg, data, device, progress)  # once, before worker processes read the cache
+    for _, pair in pool_configs(cfg):  # every teacher once, before worker processes read the cache
+        data, device = prepare_data(pair)
+        get_teacher(pair, data, device, progress)
     run, ckpt = _open_run(cfg, agent, out, resume, runs_root)
     restore_threads = _threads_one()
     writer = SummaryWriter(str(run.tb))
     try:
         model, sched = train_schedule(cfg, agent, run, writer, jobs, progress, ckpt, backend, address)
-        norm = sched["obs_norm"]
-        head = dataclasses.replace(schedule_head(cfg, agent), normalize_obs=norm)
-        meta = policy_meta(cfg, head, None, {"episodes": agent.episodes, "wall_time_s": sched["wall_time_s"],
-                                             "command": _command(run)})
-        export_policy(meta, run.path, schedule_model=model,
-                      schedule_obs_norm=None if norm is None else (norm["mean"], norm["std"]))
+        trained_on = {"episodes": agent.episodes, "wall_time_s": sched["wall_time_s"], "command": _command(run)}
+        selection = sched["selection"]
+        if selection is None:  # the final policy
+            export_schedule(cfg, agent, model, sched["norm"], run.path, trained_on)
+        else:  # the final one in last/, the one chosen on the held-out training students at the top
+            export_schedule(cfg, agent, model, sched["norm"], run.path / "last", trained_on)
+            best = max(selection, key=lambda h: h["mean_return"])
+            meta = json.loads((run.path / "best" / "policy.json").read_text())
+            meta["trained_on"] = {**trained_on, "selected": {"at_timesteps": best["timesteps"],
+                                                             "held_out_mean_return": best["mean_return"],
+                                                             "evaluations": len(selection)}}
+            shutil.copyfile(run.path / "best" / "policy.pt", run.path / "policy.pt")
+            atomic_write_bytes(run.path / "policy.json", (json.dumps(meta, indent=2) + "\n").encode())
         episodes = sched["episodes"]
         results = {
             "algo": agent.algo, "episodes": agent.episodes, "jobs": jobs, "backend": backend,
-            "kd_steps": agent.episodes * (len(data.train) // cfg.distill.batch_size) * cfg.distill.epochs,
-            "wall_time_s": sched["wall_time_s"], "resumed": ckpt is not None,
+            "kd_steps": sum(e["kd_steps"] for e in episodes), "wall_time_s": sched["wall_time_s"],
+            "resumed": ckpt is not None,
             "episode_returns": [e["return"] for e in episodes],
             "episode_final_val_acc": [e["final_val_acc"] for e in episodes],
-            "schedule_episodes": episodes,
+            "schedule_episodes": episodes, "selection": selection,
         }
         write_fingerprint(run.path)
         # once per trained policy: how its temperature moves across each feature's range

@@ -47,7 +47,7 @@ import torch
 from rltemp.config import Config
 from rltemp.envs.base import StudentRunsEnv, observation_box
 from rltemp.envs.rewards import InputCapture, alignment, evaluate_with_gradient, influence, last_linear
-from rltemp.kd.features import FeatureInput, GlobalState, check_features, compute_features
+from rltemp.kd.features import FeatureInput, check_features, compute_features
 from rltemp.kd.forms import Head, Modulator, action_to_temperature
 from rltemp.kd.policy import ScheduleDecisions, load_schedule_base
 from rltemp.kd.trainer import predict_logits
@@ -57,6 +57,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
     def __init__(self, config: Config | str | None = None, overrides: list[str] | None = None,
                  progress: bool = False) -> None:
         super().__init__(config, overrides, progress)
+        self.single_pair("rltemp/KDInstanceEpoch-v0")
         self.features = check_features(list(self.ecfg.features))
         self.base = load_schedule_base(self.ecfg.base_policy) if self.ecfg.base_policy else None
         head = Head(Modulator.decision, "", self.features, [], "", max_multiplier=self.ecfg.max_multiplier)
@@ -73,11 +74,13 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         return self.cfg.distill.epochs
 
     # ------------------------------------------------------------------ helpers
-    def _validate(self) -> tuple[float, float]:
-        """Accuracy and loss on the full validation split, and its gradient for the credit."""
+    def _validate(self) -> tuple[float, float, torch.Tensor]:
+        """Accuracy, loss and logits on the full validation split, and its gradient for the credit."""
         d = self.distiller
-        acc, loss, self._g_w, self._g_b = evaluate_with_gradient(d.student, self._capture, d.data.val, d.data)
-        return acc, loss
+        logits: list[torch.Tensor] = []
+        acc, loss, self._g_w, self._g_b = evaluate_with_gradient(d.student, self._capture, d.data.val, d.data,
+                                                                 keep_logits=logits)
+        return acc, loss, torch.cat(logits)
 
     def instance_temperatures(self, a: torch.Tensor, t_sched: float | None) -> tuple[torch.Tensor, int]:
         """The epoch's temperatures from the instances' actions, and how many were not finite."""
@@ -128,8 +131,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         self._base = ScheduleDecisions(self.base) if self.base is not None else None
         probe = self.base.form.probe if self.base is not None else None
         if probe is not None:  # a run-level base schedule decides once, from a probe of the fresh student
-            acc, loss_ema = d.probe(probe.epochs, probe.temperature)
-            self._base.action = self.base.act(GlobalState(0.0, acc, loss_ema))
+            self._base.action = self.base.act(d.probe(probe.epochs, probe.temperature))
         self._acc_prev = self._validate()[0]
         return compute_features(self.features, self._features()).cpu().numpy(), {**info, "val_acc": self._acc_prev}
 
@@ -138,7 +140,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         a = self.action_tensor(action)
         t_sched = None
         if self._base is not None:  # the schedule's temperature for this epoch, from the state at its start
-            t_sched = self._base.temperature(GlobalState(d.progress, d.last_val_acc, d.loss_ema))
+            t_sched = self._base.temperature(d.state())
         g_w, g_b = self._g_w, self._g_b  # the descent direction at the epoch's start
         # the epoch's temperature for every instance (with a schedule: centred over the epoch's decisions)
         temps_all, n_bad = self.instance_temperatures(a, t_sched)

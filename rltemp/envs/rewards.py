@@ -60,9 +60,11 @@ class InputCapture:
 
 @torch.no_grad()
 def evaluate_with_gradient(model: nn.Module, capture: InputCapture, split: Split, data: DataBundle,
-                           batch_size: int = 1024) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+                           batch_size: int = 1024, keep_logits: list[torch.Tensor] | None = None,
+                           ) -> tuple[float, float, torch.Tensor, torch.Tensor]:
     """Accuracy, mean CE and the mean CE gradient of the last layer (weight (C, H), bias (C,)) on
-    ``split``, in one eval-mode pass: δ_v = softmax(z_v) − onehot(y_v), G = mean δ_v h_vᵀ."""
+    ``split``, in one eval-mode pass: δ_v = softmax(z_v) − onehot(y_v), G = mean δ_v h_vᵀ (each
+    batch's logits appended to ``keep_logits`` when given)."""
     was_training = model.training
     model.eval()
     correct, loss_sum, g_w, g_b = 0, 0.0, None, None
@@ -77,6 +79,8 @@ def evaluate_with_gradient(model: nn.Module, capture: InputCapture, split: Split
         gw, gb = delta.T @ h, delta.sum(0)
         g_w, g_b = (gw, gb) if g_w is None else (g_w + gw, g_b + gb)
         correct += int((z.argmax(-1) == y).sum())
+        if keep_logits is not None:
+            keep_logits.append(z)
     model.train(was_training)
     n = max(len(split), 1)
     return correct / n, loss_sum / n, g_w / n, g_b / n

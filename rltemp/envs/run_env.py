@@ -37,19 +37,23 @@ class KDRunScheduleEnv(KDScheduleEnv):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.features = check_features(list(self.ecfg.run_features), "env.run_features", GLOBAL_FEATURES)
-        if self.cfg.distill.epochs < 2:
-            raise ConfigError(f"distill.epochs must be >= 2 for a run-level decision, got {self.cfg.distill.epochs}")
+        short = [p.name for p in self.pairs if p.cfg.distill.epochs < 2]
+        if short:
+            raise ConfigError(f"distill.epochs must be >= 2 for a run-level decision ({', '.join(short)})")
         self._probes: dict[tuple[int, int], GlobalState] = {}
-        self.steps = 1  # decisions per episode
         self.observation_space = observation_box((len(self.features),))
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ProbeSchedule.outputs,), np.float32)
 
+    @property
+    def steps(self) -> int:
+        """Decisions per episode: one."""
+        return 1
+
     def probe_state(self) -> GlobalState:
         """The state the probe of this episode's fresh student reaches (cached per architecture and seed)."""
-        key = (self.student_index, self.student_seed)
+        key = (self.pair_index, self.student_seed)
         if key not in self._probes:
-            acc, loss_ema = self.distiller.probe(self.ecfg.run_probe, self.ecfg.run_probe_temperature)
-            self._probes[key] = GlobalState(0.0, acc, loss_ema)
+            self._probes[key] = self.distiller.probe(self.ecfg.run_probe, self.ecfg.run_probe_temperature)
         return self._probes[key]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: ANN201

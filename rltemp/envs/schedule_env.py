@@ -14,18 +14,20 @@ validation gain: credit crosses the episode, which a per-KD-step decision with �
 - Action ``Box(-1, 1, (1,))``: T = exp(log T_min + (a + 1) / 2 · (log T_max − log T_min)).
 - Reward: scale · Δ validation accuracy over the epoch on the **full validation split** (the
   evaluation the Distiller makes at every epoch end anyway, so rewards cost nothing extra). With
-  ``env.reward_reference`` (e.g. ``fixed:4``), the same student (architecture and seed) is also
-  distilled once with that SPEC and the reward is the gain *over that reference curve*, which
-  removes the seed-to-seed variance of the learning curve from the return; references are computed
-  on first use and cached per student (in memory, and on disk in ``$RLTEMP_CACHE/references/``,
-  keyed by everything that determines the curve: data, teacher, student, recipe, SPEC and seed).
+  ``env.reward_reference`` (``fixed:4``, or ``grid``: the best of fixed T ∈ {1, 2, 4, 8} on this
+  student's validation), the same student (pair and seed) is also distilled once with that SPEC and
+  the reward is the gain *over that reference curve*, which removes the seed-to-seed variance of the
+  learning curve from the return — and with ``grid`` makes "do no harm" the baseline: only beating
+  what a grid search would pick earns. References are computed on first use and cached per student
+  (in memory, and on disk in ``$RLTEMP_CACHE/references/``, keyed by everything that determines the
+  curve: data, teacher, student, recipe, SPEC and seed).
   With γ = 1 the rewards telescope to scale · (final − initial) validation accuracy (over the
   reference's): the quantity the grid is selected on. (−validation loss ranks schedules worse:
   a bang-bang T = 10 / 1 schedule buys loss, not accuracy — ``benchmarks/reward_ranking.py``.)
 - The episode ends after the epoch budget with ``terminated=True`` and a real final observation
   (progress 1, final validation accuracy). ``reset``'s ``info`` carries the student and the
   validation accuracy the rewards count from (the reference run's, with a reference); ``step``'s the temperature, validation accuracy
-  and loss, the epoch, and the student (seed, architecture, index in ``env.students``).
+  and loss, the epoch, and the student (its seed, its pair's name and index in ``env.pool``).
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ import torch
 
 from rltemp.config import Config
 from rltemp.envs.base import StudentRunsEnv, observation_box
+from rltemp.errors import ConfigError
 from rltemp.kd.features import GLOBAL_FEATURES, GlobalState, check_features, global_features
 from rltemp.kd.forms import action_to_temperature
 from rltemp.kd.pipeline import combine_temperatures
-from rltemp.kd.strategies import StrategyContext, build_strategy
+from rltemp.kd.strategies import GRID, StrategyContext, build_strategy
 from rltemp.kd.trainer import evaluate
 from rltemp.paths import atomic_write_bytes, cache_dir
 
@@ -56,39 +59,58 @@ class KDScheduleEnv(StudentRunsEnv):
         """``reference_dir``: where reference curves are cached (default ``$RLTEMP_CACHE/references``)."""
         super().__init__(config, overrides, progress)
         self.features = check_features(list(self.ecfg.schedule_features), "env.schedule_features", GLOBAL_FEATURES)
-        if self.ecfg.reward_reference:
-            build_strategy(self.ecfg.reward_reference, StrategyContext(self.data.num_classes, self.cfg.distill.epochs))
+        for spec in self.reference_specs():  # fail now on a bad SPEC
+            build_strategy(spec, StrategyContext(self.data.num_classes, self.cfg.distill.epochs))
         self.reference_dir = Path(reference_dir) if reference_dir is not None else cache_dir("references")
-        self._references: dict[tuple[int, int], list[float]] = {}
+        self._references: dict[tuple[str, int, int], list[float]] = {}
+        self._tsha: dict[int, str] = {}
         self.observation_space = observation_box((len(self.features),))
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
 
+    @property
+    def steps(self) -> int:
+        """Decisions per episode: one per epoch (every pair of the pool with the same budget)."""
+        epochs = {p.cfg.distill.epochs for p in self.pairs}
+        if len(epochs) > 1:
+            raise ConfigError(f"env.pool: one decision per epoch needs the same distill.epochs for every pair, got "
+                              f"{sorted(epochs)} (a run-level policy, agent.decision: run, takes any)")
+        return epochs.pop()
+
     # ------------------------------------------------------------------ helpers
     def _state(self) -> GlobalState:
-        d = self.distiller
-        return GlobalState(d.progress, d.last_val_acc, d.loss_ema)
+        return self.distiller.state()
 
     def _observation(self) -> np.ndarray:
         return global_features(self.features, self._state()).numpy()
 
-    def reference_curve(self, seed: int, arch: int) -> list[float]:
-        """Validation accuracy before training and after every epoch of the reference SPEC's run of this
-        student (cached in memory, and as JSON in ``reference_dir``)."""
-        key = (arch, seed)
+    def reference_specs(self) -> list[str]:
+        """The runs behind ``env.reward_reference``: a SPEC, or ``grid``'s four fixed temperatures."""
+        ref = self.ecfg.reward_reference
+        return list(GRID) if ref == "grid" else ([ref] if ref else [])
+
+    def reference_curve(self, seed: int, index: int) -> list[float]:
+        """Validation accuracy before training and after every epoch of the reference run of this
+        student (pair ``index``, ``seed``): the SPEC's run, or with ``grid`` the run of the fixed
+        temperature of {1, 2, 4, 8} that ends highest on validation — the constant a grid search would
+        pick for this student, so that only beating it earns a positive return."""
+        curves = [self._curve(spec, seed, index) for spec in self.reference_specs()]
+        return max(curves, key=lambda c: c[-1])  # the first of equals, in GRID's order
+
+    def _curve(self, spec: str, seed: int, index: int) -> list[float]:
+        """One SPEC's validation curve of this student (cached in memory, and as JSON in ``reference_dir``)."""
+        key = (spec, index, seed)
         if key in self._references:
             return self._references[key]
-        spec = self.students[arch]
-        student = {k: v for k, v in asdict(spec).items() if k != "lr" or v is not None}  # keys from before lr existed
-        ident = {"data": asdict(self.cfg.data), "teacher": asdict(self.cfg.teacher), "distill": asdict(self.cfg.distill),
-                 "student": student, "reference": self.ecfg.reward_reference, "reward": "val_acc",
-                 "seed": seed, "teacher_sha1": self._teacher_sha1()}
+        p = self.pairs[index]
+        ident = {"data": asdict(p.cfg.data), "teacher": asdict(p.cfg.teacher), "distill": asdict(p.cfg.distill),
+                 "student": asdict(p.cfg.student), "reference": spec, "reward": "val_acc", "seed": seed,
+                 "teacher_sha1": self._teacher_sha1(index)}
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        path = self.reference_dir / f"{spec.model}-s{seed}-{digest}.json"
+        path = self.reference_dir / f"{p.cfg.student.model}-s{seed}-{digest}.json"
         if path.exists():
             self._references[key] = json.loads(path.read_text())
             return self._references[key]
-        strategy = build_strategy(self.ecfg.reward_reference, StrategyContext(self.data.num_classes, self.cfg.distill.epochs))
-        d = self.new_distiller(seed, arch, strategy)
+        d = self.new_distiller(seed, index, build_strategy(spec, StrategyContext(p.data.num_classes, p.cfg.distill.epochs)))
         curve = [evaluate(d.student, d.data.val, d.data)[0]]
         while not d.done:
             curve.append(d.run_epoch().val_acc)
@@ -97,20 +119,20 @@ class KDScheduleEnv(StudentRunsEnv):
         atomic_write_bytes(path, json.dumps(curve).encode())
         return curve
 
-    def _teacher_sha1(self) -> str:
-        """The teacher's weights, so a retrained teacher never meets a stale reference curve."""
-        if not hasattr(self, "_tsha"):
+    def _teacher_sha1(self, index: int) -> str:
+        """The pair's teacher's weights, so a retrained teacher never meets a stale reference curve."""
+        if index not in self._tsha:
             h = hashlib.sha1()
-            for v in self.teacher.state_dict().values():
+            for v in self.pairs[index].teacher.state_dict().values():
                 h.update(v.detach().cpu().contiguous().numpy().tobytes())
-            self._tsha = h.hexdigest()
-        return self._tsha
+            self._tsha[index] = h.hexdigest()
+        return self._tsha[index]
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # noqa: ANN201
         info = self.start_episode(seed, options)
         d = self.distiller
-        self._ref = self.reference_curve(self.student_seed, self.student_index) if self.ecfg.reward_reference else None
+        self._ref = self.reference_curve(self.student_seed, self.pair_index) if self.ecfg.reward_reference else None
         self._acc_prev = self._ref[0] if self._ref else evaluate(d.student, d.data.val, d.data)[0]
         return self._observation(), {**info, "val_acc": self._acc_prev}
 
@@ -133,7 +155,8 @@ class KDScheduleEnv(StudentRunsEnv):
         t_all = combine_temperatures([stats.temperature_stats])  # the Distiller's statistics of this epoch's T
         info = {"temperature": t_sched, "temperature_mean": t_all["mean"], "temperature_std": t_all["std"],
                 "val_acc": stats.val_acc, "val_loss": stats.val_loss, "epoch": epoch, "nan_actions": int(not finite),
-                "student_seed": self.student_seed, "student": self.student_arch, "student_index": self.student_index}
+                "kd_steps": d.step_count,
+                **self.student_info()}
         return float(reward), info
 
     def step(self, action: Any):  # noqa: ANN201

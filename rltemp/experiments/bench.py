@@ -33,12 +33,11 @@ from typing import Any
 from rltemp.config import Config, build_dataclass, load_config, read_yaml
 from rltemp.errors import ConfigError, RltempError
 from rltemp.experiments.stats import mean_std, paired_ci
-from rltemp.kd.strategies import StrategyContext
+from rltemp.kd.strategies import GRID, StrategyContext
 from rltemp.paths import atomic_write_bytes
 from rltemp.runs import read_results
 
 log = logging.getLogger(__name__)
-GRID = ["fixed:1", "fixed:2", "fixed:4", "fixed:8"]
 
 
 @dataclass(frozen=True)

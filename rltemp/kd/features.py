@@ -135,12 +135,52 @@ _register("ce_s", "student cross-entropy on the label, squashed x/(1+x)")(
 
 
 @dataclass(frozen=True)
+class ValStats:
+    """Student/teacher statistics of one pass over the validation split V (N instances, C classes),
+    with z_s, z_t the logits, p = softmax(z) and y the labels. Every one means the same at any
+    number of classes, any data size and any constant shift of the logits (tested):
+
+    - ``acc`` = mean 1[argmax z_s = y], ``acc_t`` the teacher's;
+    - ``agree`` = mean 1[argmax z_s = argmax z_t] (top-1 agreement with the teacher);
+    - ``kl`` = mean KL(p_t ‖ p_s) / log C (the distance to the teacher, in units of log C);
+    - ``ent_s``, ``ent_t`` = mean H(p) / log C (1: uniform; 0: one-hot);
+    - ``train_acc``: the student's accuracy on the batches it trained on since the last validation
+      (from the logits those steps computed: no extra forward pass), −1 when unknown.
+    """
+
+    acc: float
+    acc_t: float
+    agree: float
+    kl: float
+    ent_s: float
+    ent_t: float
+    train_acc: float = -1.0
+
+
+@torch.no_grad()
+def validation_stats(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                     train_acc: float = -1.0) -> ValStats:
+    """:class:`ValStats` from a validation pass's student and teacher logits (N, C) and labels (N,)."""
+    zs, zt = student_logits.float(), teacher_logits.float()
+    log_c = math.log(zs.shape[-1])
+    lps, lpt = F.log_softmax(zs, -1), F.log_softmax(zt, -1)
+    ps, pt = lps.exp(), lpt.exp()
+    top_s, top_t = zs.argmax(-1), zt.argmax(-1)
+    return ValStats(
+        acc=float((top_s == labels).float().mean()), acc_t=float((top_t == labels).float().mean()), agree=float((top_s == top_t).float().mean()),
+        kl=float((pt * (lpt - lps)).sum(-1).mean()) / log_c, ent_s=float(-(ps * lps).sum(-1).mean()) / log_c,
+        ent_t=float(-(pt * lpt).sum(-1).mean()) / log_c, train_acc=float(train_acc),
+    )
+
+
+@dataclass(frozen=True)
 class GlobalState:
     """The training state a schedule decision sees (the Distiller's own counters)."""
 
     progress: float  # fraction of optimiser steps done, in [0, 1]
     last_val_acc: float  # accuracy on the full validation split after the last epoch (0 before the first)
     loss_ema: float  # moving average (0.9) of the training loss
+    val: ValStats | None = None  # the last validation pass's student/teacher statistics (None before it)
 
 
 def moving_average(ema: float, value: float, n: int) -> float:
@@ -161,6 +201,28 @@ GLOBAL_FEATURES.register("last_val_acc")(lambda s: s.last_val_acc)
 GLOBAL_FEATURES.register("recent_loss")(lambda s: s.loss_ema / (1 + s.loss_ema))
 
 
+def _val(fn: Callable[[ValStats], float]) -> GlobalFeature:
+    return lambda s: fn(s.val) if s.val is not None else 0.0
+
+
+# Scale-free student/teacher features (ValStats), all clipped to [0, 1]; 0 before any validation.
+VAL_DOCS = {
+    "rel_acc": "student accuracy relative to the teacher's: acc_s / acc_t",
+    "agreement": "top-1 agreement with the teacher: mean 1[argmax z_s = argmax z_t]",
+    "kl_teacher": "KL(p_t || p_s) / log C, mean over the validation split",
+    "student_entropy": "H(p_s) / log C, mean over the validation split",
+    "teacher_entropy": "H(p_t) / log C, mean over the validation split",
+    "train_gap": "(train accuracy - validation accuracy) / acc_t, train accuracy on the steps since the last validation",
+}
+GLOBAL_FEATURES.register("rel_acc")(_val(lambda v: v.acc / v.acc_t if v.acc_t > 0 else 0.0))
+GLOBAL_FEATURES.register("agreement")(_val(lambda v: v.agree))
+GLOBAL_FEATURES.register("kl_teacher")(_val(lambda v: v.kl))
+GLOBAL_FEATURES.register("student_entropy")(_val(lambda v: v.ent_s))
+GLOBAL_FEATURES.register("teacher_entropy")(_val(lambda v: v.ent_t))
+GLOBAL_FEATURES.register("train_gap")(
+    _val(lambda v: (v.train_acc - v.acc) / v.acc_t if v.acc_t > 0 and v.train_acc >= 0 else 0.0))
+
+
 def global_features(names: list[str], state: GlobalState) -> torch.Tensor:
     """The named global features as a (F,) float32 tensor in [0, 1]."""
     return torch.tensor([GLOBAL_FEATURES.get(n)(state) for n in names], dtype=torch.float32).clamp(0.0, 1.0)
@@ -174,7 +236,7 @@ def _broadcast(name: str) -> Feature:
     return feature
 
 
-for _name, _doc in GLOBAL_DOCS.items():  # global features, broadcast to every row
+for _name, _doc in GLOBAL_DOCS.items():  # the training-state features, broadcast to every row
     _register(_name, f"{_doc} (global)")(_broadcast(_name))
 
 

@@ -17,6 +17,7 @@ versions). Nothing is unpickled. ``policy:NAME`` also finds the shipped policies
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -242,7 +243,7 @@ class PolicyStrategy(TemperatureStrategy):
 
     def _state(self, progress: float) -> GlobalState:
         d = self._distiller
-        return GlobalState(progress, d.last_val_acc if d is not None else 0.0, d.loss_ema if d is not None else 0.0)
+        return dataclasses.replace(d.state(), progress=progress) if d is not None else GlobalState(progress, 0.0, 0.0)
 
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         d = self._distiller
@@ -257,8 +258,8 @@ class PolicyStrategy(TemperatureStrategy):
                 if self._distiller is None:
                     raise RltempError("the policy has not decided a temperature: attach it to a Distiller first")
                 probe = form.probe
-                acc, loss_ema = self._distiller.probe(probe.epochs, probe.temperature, initial=self._initial)
-                self.run_decision.copy_(self.policy.act(GlobalState(0.0, acc, loss_ema)))
+                self.run_decision.copy_(self.policy.act(self._distiller.probe(probe.epochs, probe.temperature,
+                                                                              initial=self._initial)))
             self.decisions.action = self.run_decision.clone()
         self.t_sched = self.decisions.temperature(state)
         self._due = False

@@ -145,10 +145,10 @@ LAYOUT = {
             ["Multiline", [r"^train_schedule/T_(first|middle|last)_epoch_deterministic$"]],
         "episode return (gain over the reference, in val-accuracy points)": ["Multiline", [r"^train_schedule/episode_return$"]],
         "critic: explained variance": ["Multiline", [r"^train/explained_variance$"]],
-        "run-level policy, per kind of student: first- and last-epoch temperature it would choose":
-            ["Multiline", [r"^train_schedule/student_\d+/T_(first|last)_epoch_deterministic$"]],
-        "run-level policy, per kind of student: what the decision read, and the return":
-            ["Multiline", [r"^train_schedule/student_\d+/(last_val_acc|recent_loss|progress|episode_return)$"]],
+        "run-level policy, per training pair: first- and last-epoch temperature it would choose":
+            ["Multiline", [r"^train_schedule/pair/.+/T_(first|last)_epoch_deterministic$"]],
+        "run-level policy, per training pair: the return (gain over the reference run)":
+            ["Multiline", [r"^train_schedule/pair/.+/episode_return$"]],
     },
 }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -27,7 +28,7 @@ from torch import nn
 from rltemp.config import DistillConfig, OptimConfig
 from rltemp.data.base import DataBundle, Split
 from rltemp.errors import ConfigError, RltempError
-from rltemp.kd.features import moving_average
+from rltemp.kd.features import GlobalState, ValStats, moving_average, validation_stats
 from rltemp.kd.loss import dkd_loss, kd_loss
 from rltemp.kd.strategies import TemperatureStrategy, scaled_epochs, warmup_factor
 from rltemp.kd.tblog import Decisions
@@ -53,8 +54,10 @@ def make_scheduler(cfg: OptimConfig, opt: torch.optim.Optimizer) -> torch.optim.
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, data: DataBundle, batch_size: int = 1024) -> tuple[float, float]:
-    """Accuracy and mean CE of ``model`` on ``split`` (eval mode, no gradients)."""
+def evaluate(model: nn.Module, split: Split, data: DataBundle, batch_size: int = 1024,
+             keep_logits: list[torch.Tensor] | None = None) -> tuple[float, float]:
+    """Accuracy and mean CE of ``model`` on ``split`` (eval mode, no gradients); the logits of each
+    batch are appended to ``keep_logits`` when given (for :func:`~rltemp.kd.features.validation_stats`)."""
     was_training = model.training
     model.eval()
     correct, loss_sum = 0, 0.0
@@ -62,6 +65,8 @@ def evaluate(model: nn.Module, split: Split, data: DataBundle, batch_size: int =
         z = model(data.preprocess(x, False, None))
         correct += int((z.argmax(-1) == y).sum())
         loss_sum += float(F.cross_entropy(z, y, reduction="sum"))
+        if keep_logits is not None:
+            keep_logits.append(z)
     model.train(was_training)
     n = max(len(split), 1)
     return correct / n, loss_sum / n
@@ -98,6 +103,7 @@ class EpochStats:
     # exact sufficient statistics of the epoch's (student) temperatures: n, sum, sumsq, min, max
     temperature_stats: dict[str, float] | None = None
     schedule_temperature: float | None = None  # a trained policy's schedule temperature for this epoch
+    val_stats: ValStats | None = None  # student/teacher statistics of the epoch's validation pass (with a teacher)
 
 
 class Distiller:
@@ -115,10 +121,12 @@ class Distiller:
         cache_teacher: bool = True,
         external_temperature: bool = False,
         teacher_cache: torch.Tensor | None = None,
+        teacher_val: torch.Tensor | None = None,
     ) -> None:
         """``external_temperature``: distil without a strategy; every :meth:`train_step` is given
-        its temperatures (the environment's actions). ``teacher_cache``: precomputed teacher logits
-        of the training split to reuse (the environment computes them once for all episodes)."""
+        its temperatures (the environment's actions). ``teacher_cache`` / ``teacher_val``: precomputed
+        teacher logits of the training / validation split to reuse (the environments compute them once
+        for all episodes)."""
         self.cfg = cfg
         self.device = torch.device(device)
         self.data = data
@@ -170,6 +178,11 @@ class Distiller:
         self.teacher_cache: torch.Tensor | None = None
         if self.teacher is not None and cache_teacher and not data.augmented:
             self.teacher_cache = teacher_cache if teacher_cache is not None else predict_logits(self.teacher, data.train, data)
+        # the teacher's validation logits, once: the statistics of every validation pass compare the student with them
+        self.teacher_val: torch.Tensor | None = None
+        if self.teacher is not None:
+            self.teacher_val = teacher_val if teacher_val is not None else predict_logits(self.teacher, data.val, data)
+        self.last_val_stats: ValStats | None = None
         if self.strategy is not None:
             self.strategy.attach(self)
             self.strategy.on_epoch_start(0, cfg.epochs)
@@ -178,6 +191,7 @@ class Distiller:
         self._epoch_losses: list[torch.Tensor] = []  # this epoch's step losses (0-d, detached)
         self._folded = 0  # how many of them the moving average already holds
         self._epoch_t: list[torch.Tensor] = []  # this epoch's (student) temperatures, per step
+        self._epoch_correct: list[torch.Tensor] = []  # per step, the training instances the student got right
         self._decisions: list[tuple[torch.Tensor, ...]] = []
         self._epoch_t0 = time.perf_counter()
 
@@ -203,6 +217,17 @@ class Distiller:
         self._fold_losses()
         self._loss_ema = float(value)
         self._ema_steps = max(self._ema_steps, self.step_count)
+
+    def state(self) -> GlobalState:
+        """The global state a schedule decision sees now: progress, the last validation's accuracy and
+        statistics, the loss's moving average."""
+        return GlobalState(self.progress, self.last_val_acc, self.loss_ema, self.last_val_stats)
+
+    def _train_acc(self) -> float:
+        """Accuracy on the batches trained on since the last validation (−1 before any)."""
+        if not self._epoch_correct:
+            return -1.0
+        return float(torch.stack(self._epoch_correct).sum()) / (len(self._epoch_correct) * self.cfg.batch_size)
 
     @property
     def progress(self) -> float:
@@ -260,6 +285,7 @@ class Distiller:
         self.optimizer.step()
         self.step_count += 1
         self._epoch_losses.append(loss.detach())
+        self._epoch_correct.append((z_s.detach().argmax(-1) == y).sum())
         if t is not None:
             t = t.detach()
             ts = t[:, 1] if t.dim() == 2 else t
@@ -300,12 +326,19 @@ class Distiller:
     def end_epoch(self, validation: tuple[float, float] | None = None) -> EpochStats:
         """Step the LR schedule, validate, track the best-on-val state, start the next epoch.
 
-        ``validation``: the (accuracy, loss) of the current student on the full validation split,
-        when the caller has just measured them in a pass of its own (the per-instance epoch
+        ``validation``: the (accuracy, loss, logits) of the current student on the full validation
+        split, when the caller has just measured them in a pass of its own (the per-instance epoch
         environment reads the validation gradient in the same pass); otherwise measured here."""
         self.scheduler.step()
-        val_acc, val_loss = validation if validation is not None else evaluate(self.student, self.data.val, self.data)
+        if validation is None:
+            logits: list[torch.Tensor] = []
+            val_acc, val_loss = evaluate(self.student, self.data.val, self.data, keep_logits=logits)
+            val_logits = torch.cat(logits)
+        else:
+            val_acc, val_loss, val_logits = validation
         self.last_val_acc = val_acc
+        if self.teacher_val is not None:
+            self.last_val_stats = validation_stats(val_logits, self.teacher_val, self.data.val.y, self._train_acc())
         if val_acc > self.best_val_acc:
             self.best_val_acc, self.best_epoch = val_acc, self.epoch
             self.best_state = copy.deepcopy(self.student.state_dict())
@@ -325,7 +358,7 @@ class Distiller:
             time.perf_counter() - self._epoch_t0,
             Decisions(*(torch.cat(x).cpu() for x in zip(*self._decisions))) if self._decisions else None,
             dict(self.strategy.scalars()) if self.strategy is not None else {}, t_stats,
-            self.strategy.schedule_temperature() if self.strategy is not None else None,
+            self.strategy.schedule_temperature() if self.strategy is not None else None, self.last_val_stats,
         )
         self.epoch += 1
         self._reset_epoch_stats()
@@ -333,14 +366,14 @@ class Distiller:
             self.strategy.on_epoch_start(self.epoch, self.cfg.epochs)
         return stats
 
-    def probe(self, epochs: float, temperature: float,
-              initial: dict[str, torch.Tensor] | None = None) -> tuple[float, float]:
+    def probe(self, epochs: float, temperature: float, initial: dict[str, torch.Tensor] | None = None) -> GlobalState:
         """A look at how this student learns, without touching it: a copy of the student (with the
         weights ``initial``, e.g. those it started with; default its current ones) is distilled at the
         fixed ``temperature`` for ``epochs`` (in (0, 1]) of an epoch, with this run's seed — so the same
         batch order and learning rate as this run's first steps — and then thrown away. Returns the
-        copy's full-validation accuracy and its training-loss moving average. Neither this Distiller
-        nor the global random state is changed (the copy has its own generator; ``fork_rng``)."""
+        copy's state (progress 0: the run has not started): its validation accuracy and statistics, its
+        training-loss moving average. Neither this Distiller nor the global random state is changed
+        (the copy has its own generator; ``fork_rng``)."""
         if not 0.0 < epochs <= 1.0:
             raise ValueError(f"a probe runs for a fraction of one epoch, in (0, 1], got {epochs}")
         if self.teacher is None:
@@ -351,14 +384,16 @@ class Distiller:
         rng = torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [])
         with rng, torch.enable_grad():  # (a strategy may probe from inside a no-grad forward)
             twin = Distiller(self.cfg, self.data, student, self.teacher, seed=self.seed, device=self.device,
-                              external_temperature=True, teacher_cache=self.teacher_cache)
+                              external_temperature=True, teacher_cache=self.teacher_cache, teacher_val=self.teacher_val)
             steps = max(1, round(epochs * twin.steps_per_epoch))
             for x, y, idx in twin.epoch_batches():
                 twin.train_step(x, y, idx, temperature=temperature)
                 if twin.step_count >= steps:
                     break
-            acc, _ = evaluate(twin.student, self.data.val, self.data)
-        return acc, twin.loss_ema
+            logits: list[torch.Tensor] = []
+            acc, _ = evaluate(twin.student, self.data.val, self.data, keep_logits=logits)
+            stats = validation_stats(torch.cat(logits), self.teacher_val, self.data.val.y, twin._train_acc())
+        return GlobalState(0.0, acc, twin.loss_ema, stats)
 
     def run_epoch(self) -> EpochStats:
         for x, y, idx in self.epoch_batches():
@@ -387,6 +422,7 @@ class Distiller:
             "best_state": self.best_state or {},
             "last_val_acc": self.last_val_acc,
             "loss_ema": self.loss_ema,
+            "last_val_stats": dataclasses.asdict(self.last_val_stats) if self.last_val_stats is not None else {},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -400,5 +436,7 @@ class Distiller:
         self.best_val_acc, self.best_epoch = float(state["best_val_acc"]), int(state["best_epoch"])
         self.best_state = state["best_state"] or None
         self.last_val_acc, self.loss_ema = float(state["last_val_acc"]), float(state["loss_ema"])
+        stats = state.get("last_val_stats") or None
+        self.last_val_stats = ValStats(**stats) if stats else None
         if self.strategy is not None and not self.done:
             self.strategy.on_epoch_start(self.epoch, self.cfg.epochs)
