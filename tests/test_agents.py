@@ -43,6 +43,7 @@ def test_bad_agent_settings_name_the_field(override, message):
         load_agent("agents/ppo.yaml", [override])
 
 
+@pytest.mark.slow
 def test_linear_schedules_decay_to_zero_over_training():
     import gymnasium
     from stable_baselines3.common.vec_env import DummyVecEnv
@@ -125,6 +126,7 @@ def _DummyVec(obs_dim):  # noqa: N802 - a VecEnv with the right spaces, never st
     return DummyVecEnv([Spaces])
 
 
+@pytest.mark.slow
 def test_transfer_to_unseen_architecture_and_dataset_matches_env(trained, tmp_path):
     """`distill -T policy:` on another dataset and architecture; and its decisions equal the
     environment's for the same policy and student (export -> transfer parity)."""

@@ -94,6 +94,7 @@ def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, tiny_overrides
     assert not (out / "results.json").exists()
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_real_process_exits_2_with_one_line(tmp_path, tiny_overrides):
     out = tmp_path / "bad"
     proc = subprocess.run(
@@ -196,6 +197,7 @@ def test_wrong_published_checkpoint_names_keys(tmp_path, capsys):
     assert rc == 2 and "does not match CifarResNet" in err and "layer1.0.downsample" in err
 
 
+@pytest.mark.slow
 def test_gpu_options_amp_and_channels_last_run_on_cpu(tmp_path):
     """bfloat16 autocast and channels-last (meant for GPUs) also work on the CPU path."""
     from rltemp.models import build_model
@@ -212,6 +214,7 @@ def test_gpu_options_amp_and_channels_last_run_on_cpu(tmp_path):
     assert res["kd_steps"] >= 1 and math.isfinite(res["test_loss"])
 
 
+@pytest.mark.slow
 def test_backend_ray_without_ray_installed_is_one_clear_line(tmp_path):
     """Simulated with ray made unimportable in the child interpreter."""
     code = ("import sys; sys.modules['ray'] = None; from rltemp.cli import main; "
@@ -221,6 +224,7 @@ def test_backend_ray_without_ray_installed_is_one_clear_line(tmp_path):
         "rltemp: error: --backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')"]
 
 
+@pytest.mark.slow
 def test_cifar_presets_carry_mdistillers_dkd_recipe_and_dkd_runs(tmp_path):
     from rltemp.config import load_config
     from rltemp.models import build_model

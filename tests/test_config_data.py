@@ -93,6 +93,7 @@ def test_glyphs_deterministic_and_documented_classes():
             load_dataset(DataConfig(name="glyphs", options={key: value}))
 
 
+@pytest.mark.slow
 def test_data_show_writes_png(tmp_path):
     from rltemp.cli import main
 

@@ -59,6 +59,7 @@ def test_controller_checks_its_inputs_and_handles_bfloat16(trained):
         assert tc.device.type == "cuda" and torch.allclose(tc.cpu(), ctl(zs, zt, y, 0.2), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_public_api_imports_neither_gymnasium_nor_sb3(trained):
     out, _ = trained
     code = (f"import sys, torch, rltemp; ctl = rltemp.TemperatureController.load({str(out)!r}); "
@@ -69,6 +70,7 @@ def test_public_api_imports_neither_gymnasium_nor_sb3(trained):
     assert out_ == "[]"
 
 
+@pytest.mark.slow
 def test_example_own_loop_runs_end_to_end(trained):
     out, _ = trained
     tiny = ["data.options.train_per_class=8", "data.options.test_per_class=4", "teacher.options.channels=[8,8,8]",

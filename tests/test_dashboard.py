@@ -30,18 +30,20 @@ def suite_dir(tmp_path_factory, online_policy):
     suite = Suite(name="dash", seeds=[0, 1], pairs=[PairSpec("seen", "envs/mnist1d.yaml", [*TINY, "distill.epochs=3"])],
                   methods=["fixed:4", "ls", f"policy:{online_policy}", "policy"],
                   # the fresh policy is run-level (its per-kind charts need one); the online policy has a modulator
-                  policy=PolicySpec("agents/ppo-run.yaml", ["agent.episodes=6", "agent.episodes_per_rollout=2"]),
+                  policy=PolicySpec("agents/ppo-run.yaml", ["agent.episodes=6", "agent.episodes_per_rollout=2", "agent.eval_every=0"]),
                   references=["fixed:4"])
     run_suite(suite, out, jobs=1, progress=False)
     return out
 
 
+@pytest.mark.slow
 def test_run_names_are_short_paths(suite_dir):
     names = set(_runs(suite_dir))
     assert {"seen/fixed_4/s0", "seen/ls/s1", "seen/policy/s0", "seen/policy-training", "dashboard"} <= names
     assert not [n for n in names if n.endswith("/tb") or re.search(r"_\d+$", n)]
 
 
+@pytest.mark.slow
 def test_dashboard_layout_names_tags_that_exist(suite_dir):
     runs = _runs(suite_dir)
     content = runs["dashboard"].PluginTagToContent("custom_scalars")
@@ -53,6 +55,7 @@ def test_dashboard_layout_names_tags_that_exist(suite_dir):
         assert any(re.search(r, t) for r in regexes for t in tags), f"no tag for chart {title!r}: {list(regexes)}"
 
 
+@pytest.mark.slow
 def test_figures_only_for_policy_runs_and_the_training_views(suite_dir):
     runs = _runs(suite_dir)
     with_images = {n for n, ea in runs.items() if ea.Tags()["images"]}
@@ -72,6 +75,7 @@ def test_figures_only_for_policy_runs_and_the_training_views(suite_dir):
     assert "kd/temperature_correct_mean" not in runs["seen/fixed_4/s0"].Tags()["scalars"]
 
 
+@pytest.mark.slow
 def test_one_hparams_schema_across_the_suite(suite_dir):
     schemas = set()
     for ea in _runs(suite_dir).values():

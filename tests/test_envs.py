@@ -32,6 +32,7 @@ def test_every_registered_environment_is_covered():
     assert all(e in gymnasium.registry for e in SETTINGS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env_id", sorted(SETTINGS))
 def test_gymnasium_and_sb3_env_checkers(env_id):
     from gymnasium.utils.env_checker import check_env
@@ -106,6 +107,7 @@ def test_bad_feature_sets_and_base_policies_name_the_field(env_id, extra, messag
         make(env_id, extra)
 
 
+@pytest.mark.slow
 def test_schedule_env_on_an_augmented_cifar_preset(tmp_path):
     """On augmented data there is no teacher-logit cache: the teacher runs on each augmented batch."""
     from conftest import write_fake_cifar

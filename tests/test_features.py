@@ -72,3 +72,47 @@ def test_compute_features_stacks_in_order_within_unit_interval() -> None:
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
     assert torch.allclose(x[:, 1], torch.full((64,), 0.25)) and torch.allclose(x[:, 3], torch.full((64,), 0.4))
     assert torch.allclose(x[:, 2].double(), _reference(inp)["p_s_top1"], atol=1e-6)
+
+
+def _val_features(zs, zt, y):
+    from rltemp.kd.features import VAL_DOCS, GlobalState, global_features, validation_stats
+
+    state = GlobalState(0.5, 0.0, 0.0, validation_stats(zs, zt, y))
+    return dict(zip(VAL_DOCS, global_features(list(VAL_DOCS), state).tolist(), strict=True))
+
+
+def test_student_teacher_features_match_their_formulas():
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 12, (500,), generator=g)
+    zt = torch.randn(500, 12, generator=g) + 3 * torch.nn.functional.one_hot(y, 12)  # a teacher that knows
+    zs = torch.randn(500, 12, generator=g) + 1 * torch.nn.functional.one_hot(y, 12)  # a student that knows less
+    f = _val_features(zs, zt, y)
+    ps, pt = torch.softmax(zs, -1), torch.softmax(zt, -1)
+    acc_s, acc_t = (zs.argmax(-1) == y).float().mean(), (zt.argmax(-1) == y).float().mean()
+    log_c = math.log(12)
+    assert f["rel_acc"] == pytest.approx(float(acc_s / acc_t), abs=1e-6)
+    assert f["agreement"] == pytest.approx(float((zs.argmax(-1) == zt.argmax(-1)).float().mean()), abs=1e-6)
+    assert f["kl_teacher"] == pytest.approx(float((pt * (pt.log() - ps.log())).sum(-1).mean()) / log_c, abs=1e-5)
+    assert f["student_entropy"] == pytest.approx(float(-(ps * ps.log()).sum(-1).mean()) / log_c, abs=1e-5)
+    assert f["teacher_entropy"] == pytest.approx(float(-(pt * pt.log()).sum(-1).mean()) / log_c, abs=1e-5)
+
+
+def test_student_teacher_features_are_invariant_to_classes_count_and_logit_shift():
+    """The same situation reads the same: a class permutation, a constant shift of either logits, and
+    the number of classes (a student equal to its teacher, a uniform student, at 10 and 110 classes)."""
+    g = torch.Generator().manual_seed(1)
+    zs, zt = torch.randn(300, 20, generator=g), 2 * torch.randn(300, 20, generator=g)
+    y = torch.randint(0, 20, (300,), generator=g)
+    base = _val_features(zs, zt, y)
+    perm = torch.randperm(20, generator=g)
+    inv = torch.argsort(perm)
+    assert _val_features(zs[:, perm], zt[:, perm], inv[y]) == pytest.approx(base, abs=1e-6)
+    assert _val_features(zs + 7.0, zt - 3.0, y) == pytest.approx(base, abs=1e-5)
+    for c in (10, 110):
+        zt_c = 4 * torch.randn(400, c, generator=g)
+        y_c = zt_c.argmax(-1)  # a teacher that is always right
+        same = _val_features(zt_c.clone(), zt_c, y_c)
+        assert (same["rel_acc"], same["agreement"], same["kl_teacher"]) == pytest.approx((1.0, 1.0, 0.0), abs=1e-6)
+        flat = _val_features(torch.zeros(400, c), zt_c, y_c)
+        assert flat["student_entropy"] == pytest.approx(1.0) and flat["kl_teacher"] == pytest.approx(
+            1.0 - _val_features(zt_c, zt_c, y_c)["teacher_entropy"], abs=1e-5)  # KL(p_t‖u) = log C − H(p_t)

@@ -61,12 +61,14 @@ def _loaded_after(module: str) -> set[str]:
     ("rltemp.kd.pipeline", ("gymnasium", "stable_baselines3", "rltemp.envs", "rltemp.agents")),
     ("rltemp.envs", ("stable_baselines3", "rltemp.agents", "rltemp.experiments")),
 ])
+@pytest.mark.slow
 def test_layer_runtime_imports(module, forbidden):
     loaded = _loaded_after(module)
     bad = sorted(m for m in loaded for p in forbidden if m == p or m.startswith(p + "."))
     assert not bad, f"import {module} loaded {bad[:5]}"
 
 
+@pytest.mark.slow
 def test_importing_envs_registers_the_environments():
     code = ("import gymnasium, rltemp.envs; print(all(e in gymnasium.registry for e in "
             "('rltemp/KDSchedule-v0', 'rltemp/KDRunSchedule-v0', 'rltemp/KDInstanceEpoch-v0')))")

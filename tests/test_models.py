@@ -30,6 +30,7 @@ def test_zoo_matches_published_layout(layout):
         assert len(sd) == spec["num_state_dict_entries"], name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet8x4", "wrn_16_2", "vgg8", "MobileNetV2", "ShuffleV1", "ShuffleV2"])
 def test_zoo_forward_shapes(name):
     model = build_model(name, (3, 32, 32), 10).eval()

@@ -82,7 +82,7 @@ def test_train_policy_on_ray_actors_matches_worker_processes_and_transfers(tmp_p
     from rltemp.config import load_config
 
     cfg = load_config("envs/mnist1d.yaml", [*TINY, "env.run_probe=0.5"])
-    agent = load_agent(preset, ["agent.episodes=2", "agent.episodes_per_rollout=1"])
+    agent = load_agent(preset, ["agent.episodes=2", "agent.episodes_per_rollout=1", "agent.eval_every=0"])
     on_ray = train_policy(cfg, agent, out=tmp_path / "ray", progress=False, jobs=2, backend="ray")
     local = train_policy(cfg, agent, out=tmp_path / "process", progress=False, jobs=2)
     assert on_ray["backend"] == "ray" and on_ray["episode_returns"] == local["episode_returns"]

@@ -17,7 +17,7 @@ from rltemp.errors import ConfigError, RltempError
 from rltemp.kd.forms import ProbeSchedule, action_to_temperature, temperature_to_action
 from rltemp.kd.policy import load_policy
 
-RUN_TINY = [*TINY, "distill.epochs=4", "env.run_probe=0.5", "env.run_probe_temperature=3"]
+RUN_TINY = [*TINY, "distill.epochs=4", "env.run_probe=0.5", "env.run_probe_temperature=3", "env.eval_seeds=[2000]"]
 
 
 def probe_temperatures(decision, epochs=4):
@@ -76,7 +76,7 @@ def test_a_probe_looks_at_a_copy_and_leaves_the_run_alone():
     assert (probed.last_val_acc, probed.loss_ema) == (evaluate(ref.student, data.val, data)[0], ref.loss_ema)
     ref.end_epoch()  # its validation statistics, against the teacher: the probe's (but for its partial epoch)
     assert probed.val.acc == ref.last_val_stats.acc and probed.val.kl == pytest.approx(ref.last_val_stats.kl)
-    assert probed.progress == 0.0 and 0 <= probed.val.train_acc <= 1
+    assert probed.progress == 0.0
     # from other weights (the ones a run started with, after it has trained): the same look
     d.train_step(*next(iter(d.epoch_batches())), temperature=4.0)
     assert d.probe(0.5, 2.5, initial=initial) == probed
@@ -84,6 +84,7 @@ def test_a_probe_looks_at_a_copy_and_leaves_the_run_alone():
         d.probe(1.5, 2.5)
 
 
+@pytest.mark.slow
 def test_run_env_observes_the_probe_and_one_decision_sets_every_epoch():
     """reset observes the probe's features; the one decision sets every epoch (the first included);
     the return is the per-epoch env's for the same temperatures; the episode is one step."""
@@ -129,6 +130,7 @@ def test_probe_policy_exports_what_sb3_trained(probe_policy):
     assert np.allclose(policy.schedule(torch.from_numpy(raw)).numpy(), np.clip(a, -1, 1), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", [[], ["student.model=cnn1d", "student.options={channels: 4}"]])
 def test_probe_policy_transfers_as_the_env_and_the_controller_decide(probe_policy, tmp_path, student):
     """-T policy:DIR probes the unseen student itself and then runs what the env runs with the
@@ -214,6 +216,7 @@ def test_malformed_or_retired_heads_in_a_policy_file_are_refused(probe_policy, t
         load_policy(tmp_path)
 
 
+@pytest.mark.slow
 def test_preset_learns_a_schedule_that_depends_on_the_observation():
     """A one-step toy with the run env's interface whose best schedule is known and depends on what
     the decision reads: x = 0.1 (a "slow" student, best a cold schedule: a_start = a_end = -1) or 0.4
@@ -250,6 +253,7 @@ def test_preset_learns_a_schedule_that_depends_on_the_observation():
         assert np.abs(np.clip(a[0], -1, 1) - best).max() < 0.3, (x, a)
 
 
+@pytest.mark.slow
 def test_online_mode_runs_on_a_run_level_schedule(probe_policy, tmp_path):
     """A run-level base schedule for the per-instance env: it probes the fresh student at reset and its
     one decision sets every epoch's schedule temperature, as -T policy: would."""

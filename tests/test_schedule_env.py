@@ -51,6 +51,7 @@ def test_one_step_is_one_epoch_and_rewards_telescope_to_the_validation_gain():
     assert env.distiller.step_count == 3 * (len(env.data.train) // 32)
 
 
+@pytest.mark.slow
 def test_constant_action_reproduces_distill_fixed_T(tmp_path):
     from rltemp.cli import main
 
@@ -98,6 +99,7 @@ def test_bad_schedule_features_name_the_field():
         make(["env.schedule_features=[p_t_true]"])  # an instance feature cannot drive a schedule
 
 
+@pytest.mark.slow
 def test_a_pool_of_pairs_draws_each_with_its_own_recipe_and_reference(tmp_path):
     """env.pool: each pair is the config with its own overrides (here a learning rate, then a class
     subset with another teacher); its student trains as `rltemp distill` with those overrides would, its

@@ -215,7 +215,8 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
             meta["trained_on"] = {**trained_on, "selected": {"at_timesteps": best["timesteps"],
                                                              "held_out_mean_return": best["mean_return"],
                                                              "evaluations": len(selection)}}
-            shutil.copyfile(run.path / "best" / "policy.pt", run.path / "policy.pt")
+            for name in ("policy.pt", "schedule.zip"):
+                shutil.copyfile(run.path / "best" / name, run.path / name)
             atomic_write_bytes(run.path / "policy.json", (json.dumps(meta, indent=2) + "\n").encode())
         episodes = sched["episodes"]
         results = {

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rltemp.config import Config, build_dataclass, load_config, read_yaml
 from rltemp.errors import ConfigError, RltempError
 from rltemp.experiments.stats import mean_std, paired_ci
@@ -199,7 +201,8 @@ def run_suite(suite: Suite, out: str | Path, jobs: int = 2, progress: bool = Tru
         t = r.get("temperature") or {}
         rows.append({"pair": pair, "method": m, "seed": s, "test_acc": r["test_acc"], "val_acc": r["val_acc"],
                      "best_val_acc": r["best_val_acc"], "wall_time_s": r["wall_time_s"], "kd_steps": r["kd_steps"],
-                     "temperature_mean": t.get("mean"), "temperature_std": t.get("std"), "run_dir": str(d)})
+                     "temperature_mean": t.get("mean"), "temperature_std": t.get("std"), "run_dir": str(d),
+                     "temperature_by_epoch": r.get("temperature_by_epoch")})
     rows += grid_rows(rows, suite)
     write_tables(out, suite, rows, policy_runs)
     if failed:
@@ -271,8 +274,51 @@ def summary_lines(suite: Suite, rows: list[dict[str, Any]], policy_runs: dict[st
         if "grid" in by:
             lines += ["", "grid's choice per seed: " + ", ".join(f"s{s}: {by['grid'][s]['chosen']}" for s in sorted(by["grid"]))]
         lines += ["", *cost_lines(by, policy_runs.get(pair.name)), ""]
+    if len(suite.pairs) > 1:
+        lines += across_pairs(suite, rows)
     lines.append("`*`: the 95 % interval excludes zero.")
     return lines
+
+
+def across_pairs(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
+    """Every method against every reference over all (pair, seed) cells that both have: the mean of
+    the per-pair mean differences, and the pooled paired difference over the cells with its 95 % t
+    interval; and which single rule the suite lists (fixed or annealed) is best by its mean over every cell."""
+    from rltemp.kd.pipeline import method_name
+
+    cells = {(r["pair"], r["method"], r["seed"]): 100 * r["test_acc"] for r in rows}
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    refs = [r for r in suite.references if r in methods]
+    out = ["## Across the pairs", "",
+           "Δ per pair averaged over the pairs, and Δ pooled over every (pair, seed) cell with its paired 95 % t "
+           "interval (n cells).", "",
+           "| method | pairs | " + " | ".join(f"Δ vs {r}: mean of pairs / pooled" for r in refs) + " |",
+           "|---|---|" + "---|" * len(refs)]
+    for m in methods:
+        row = []
+        for ref in refs:
+            keys = [(p, s) for (p, mm, s) in cells if mm == m and (p, ref, s) in cells]
+            if m == ref or len(keys) < 2:
+                row.append("")
+                continue
+            a, b = [cells[(p, m, s)] for p, s in keys], [cells[(p, ref, s)] for p, s in keys]
+            pairs = sorted({p for p, _ in keys})
+            per_pair = [statistics.mean(cells[(p, m, s)] - cells[(p, ref, s)] for q, s in keys if q == p) for p in pairs]
+            d, h = paired_ci(a, b)
+            row.append(f"{statistics.mean(per_pair):+.2f} / {d:+.2f} ± {h:.2f}{' *' if abs(d) > h else ''} (n {len(keys)})")
+        n_pairs = len({p for (p, mm, _) in cells if mm == m})
+        out.append(f"| {method_name(m)} | {n_pairs} | " + " | ".join(row) + " |")
+    listed = {m for p in suite.pairs for m in suite.methods_of(p)}  # not the grid's own runs
+    rules = [m for m in methods if m in listed and m.startswith(("fixed:", "anneal:"))]
+    pair_names = [p.name for p in suite.pairs]
+    complete = [m for m in rules if all(any(k[0] == p and k[1] == m for k in cells) for p in pair_names)]
+    if complete:
+        means = {m: statistics.mean(v for (p, mm, _), v in cells.items() if mm == m) for m in complete}
+        best = max(means, key=means.get)
+        out += ["", "The one hand rule a person would use everywhere (the best fixed or annealed rule by its mean over "
+                f"every cell): `{best}` ({means[best]:.2f} %; " + ", ".join(f"`{m}` {v:.2f}" for m, v in means.items()
+                                                                         if m != best) + ")."]
+    return [*out, ""]
 
 
 def write_tables(out: Path, suite: Suite, rows: list[dict[str, Any]], policy_runs: dict[str, dict[str, Any]]) -> None:
@@ -287,6 +333,7 @@ def write_tables(out: Path, suite: Suite, rows: list[dict[str, Any]], policy_run
     text = "\n".join([f"# Bench `{suite.name}`", "", *summary_lines(suite, rows, policy_runs)]) + "\n"
     atomic_write_bytes(out / "summary.md", text.encode())
     plot(out / "accuracy.png", rows, suite)
+    schedules(out, rows, suite)
 
 
 def cost_lines(by: dict[str, dict[int, dict[str, Any]]], policy_run: dict[str, Any] | None) -> list[str]:
@@ -324,6 +371,46 @@ def _shipped_training(name: str) -> dict[str, Any] | None:
     except Exception:  # noqa: BLE001 - no record, no cost line
         return None
     return {"wall_time_s": meta.get("trained_on", {}).get("wall_time_s", 0.0)}
+
+
+def schedules(out: Path, rows: list[dict[str, Any]], suite: Suite) -> None:
+    """One chart of the schedule each policy chose on each pair (mean temperature per epoch over the
+    seeds, the seeds' range shaded): ``schedules.png``, and the same figure in the folder's dashboard
+    run (TensorBoard's IMAGES: ``policy/schedule_per_pair``), so the reader sees the policy adapt."""
+    policies = [m for m in dict.fromkeys(r["method"] for r in rows) if m == "policy" or m.startswith(("policy:", "online:"))]
+    curves = {(m, p.name): [r["temperature_by_epoch"] for r in rows if r["method"] == m and r["pair"] == p.name
+                            and r.get("temperature_by_epoch")] for m in policies for p in suite.pairs}
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torch.utils.tensorboard import SummaryWriter
+
+    from rltemp.kd.pipeline import method_name
+
+    fig, axes = plt.subplots(1, len(policies), figsize=(6.5 * len(policies), 3.8), squeeze=False)
+    for ax, m in zip(axes[0], policies, strict=True):
+        for p in suite.pairs:
+            runs = curves.get((m, p.name))
+            if not runs:
+                continue
+            n = min(len(c) for c in runs)
+            t = np.array([c[:n] for c in runs])
+            x = np.arange(n) / max(n - 1, 1)
+            ax.plot(x, t.mean(0), label=p.name)
+            ax.fill_between(x, t.min(0), t.max(0), alpha=0.15)
+        ax.set_yscale("log")
+        ax.set_xlabel("progress (epoch / last epoch)")
+        ax.set_ylabel("temperature (mean over the seeds)")
+        ax.set_title(f"{method_name(m)}: the schedule it chose, per pair", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "schedules.png", dpi=110)
+    with SummaryWriter(str(out / "dashboard")) as w:
+        w.add_figure("policy/schedule_per_pair", fig, 0)  # closes the figure
 
 
 def plot(path: Path, rows: list[dict[str, Any]], suite: Suite) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from rltemp.kd.features import FeatureInput, GlobalState, moving_average
+from rltemp.kd.features import VAL_DOCS, FeatureInput, GlobalState, ValStats, moving_average, validation_stats
 from rltemp.kd.policy import ScheduleDecisions, TemperaturePolicy, load_policy
 
 
@@ -40,6 +40,7 @@ class TemperatureController:
         self.policy = policy
         self.decisions = ScheduleDecisions(policy)
         self.last_val_acc = 0.0
+        self.last_val_stats: ValStats | None = None
         self.loss_ema = 0.0
         self._losses = 0
         self._due = True
@@ -63,32 +64,64 @@ class TemperatureController:
         probe = self.policy.form.probe
         return None if probe is None else {"epochs": probe.epochs, "temperature": probe.temperature}
 
-    def observe_probe(self, val_acc: float, loss_ema: float = 0.0) -> None:
-        """Report the probe (see :attr:`probe`): the validation accuracy in [0, 1] of the copy of your
-        student after it, and its training loss's moving average; the policy decides its schedule now."""
+    @property
+    def reads_logits(self) -> bool:
+        """True when the schedule reads student/teacher statistics of a validation pass
+        (:class:`~rltemp.kd.features.ValStats`): report that pass's logits, not just its accuracy."""
+        return bool(set(self.policy.schedule_features) & set(VAL_DOCS))
+
+    def _val_stats(self, where: str, student_logits: torch.Tensor | None, teacher_logits: torch.Tensor | None,
+                   labels: torch.Tensor | None) -> ValStats | None:
+        if student_logits is None and teacher_logits is None and labels is None:
+            if self.reads_logits:
+                raise ValueError(f"{where}: this policy reads student/teacher statistics of the validation pass "
+                                 f"({', '.join(sorted(set(self.policy.schedule_features) & set(VAL_DOCS)))}): pass "
+                                 "student_logits=, teacher_logits= and labels= of the whole validation split")
+            return None
+        zs, zt, y = self._check(student_logits, teacher_logits, labels)
+        return validation_stats(zs.detach(), zt.detach(), y)
+
+    def observe_probe(self, val_acc: float | None = None, loss_ema: float = 0.0, *,
+                      student_logits: torch.Tensor | None = None, teacher_logits: torch.Tensor | None = None,
+                      labels: torch.Tensor | None = None) -> None:
+        """Report the probe (see :attr:`probe`): the copy of your student's validation accuracy in
+        [0, 1] after it — or the logits of its pass over the whole validation split, your teacher's on
+        the same instances and their labels (what :attr:`reads_logits` policies need) — and its training
+        loss's moving average. The policy decides its schedule now."""
         if self.probe is None:
             raise ValueError("this policy decides without a probe; report validation accuracy with observe(val_acc=...)")
-        val_acc = float(val_acc)
-        if not 0.0 <= val_acc <= 1.0:
-            raise ValueError(f"observe_probe(val_acc=...) must be an accuracy in [0, 1], got {val_acc}")
-        self.decisions.action = self.policy.act(GlobalState(0.0, val_acc, float(loss_ema)))
+        stats = self._val_stats("observe_probe", student_logits, teacher_logits, labels)
+        acc = self._accuracy("observe_probe", val_acc, stats)
+        self.decisions.action = self.policy.act(GlobalState(0.0, acc, float(loss_ema), stats))
         self._due = True
 
-    def observe(self, val_acc: float | None = None, loss: float | None = None) -> None:
+    @staticmethod
+    def _accuracy(where: str, val_acc: float | None, stats: ValStats | None) -> float:
+        if val_acc is None:
+            if stats is None:
+                raise ValueError(f"{where}: give val_acc=... or the validation logits")
+            return stats.acc
+        val_acc = float(val_acc)
+        if not 0.0 <= val_acc <= 1.0:
+            raise ValueError(f"{where}(val_acc=...) must be an accuracy in [0, 1], got {val_acc}")
+        return val_acc
+
+    def observe(self, val_acc: float | None = None, loss: float | None = None, *,
+                student_logits: torch.Tensor | None = None, teacher_logits: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None) -> None:
         """Report global state: a step's training ``loss`` (updates the moving average, as the
-        Distiller does after every step) and/or the validation accuracy in [0, 1] after an epoch
-        (the next call decides the next schedule temperature)."""
+        Distiller does after every step) and/or, after an epoch, the validation accuracy in [0, 1] or the
+        logits of the validation pass (with the teacher's and the labels, as :meth:`observe_probe`);
+        the next call decides the next schedule temperature."""
         if loss is not None:
             loss = float(loss)
             if not math.isfinite(loss):
                 raise ValueError(f"observe(loss=...) must be finite, got {loss}")
             self._losses += 1
             self.loss_ema = moving_average(self.loss_ema, loss, self._losses)
-        if val_acc is not None:
-            val_acc = float(val_acc)
-            if not 0.0 <= val_acc <= 1.0:
-                raise ValueError(f"observe(val_acc=...) must be an accuracy in [0, 1], got {val_acc}")
-            self.last_val_acc = val_acc
+        if val_acc is not None or student_logits is not None:
+            self.last_val_stats = self._val_stats("observe", student_logits, teacher_logits, labels)
+            self.last_val_acc = self._accuracy("observe", val_acc, self.last_val_stats)
             self._due = True
 
     def decide(self, progress: float) -> float:
@@ -98,15 +131,14 @@ class TemperatureController:
             raise RuntimeError(f"this policy decides from a probe: distil a copy of your student for {p['epochs']:g} of "
                                f"an epoch at T = {p['temperature']:g}, validate it, and call observe_probe(val_acc=...) "
                                "before the first batch")
-        self.temperature = self.decisions.temperature(GlobalState(progress, self.last_val_acc, self.loss_ema))
+        self.temperature = self.decisions.temperature(GlobalState(progress, self.last_val_acc, self.loss_ema,
+                                                                  self.last_val_stats))
         self._due = False
         return self.temperature
 
-    @torch.no_grad()
-    def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-                 progress: float) -> torch.Tensor:
-        """Per-instance temperatures (B,) for this batch, on the logits' device, float32."""
-        zs, zt, y = student_logits, teacher_logits, labels
+    @staticmethod
+    def _check(zs: torch.Tensor, zt: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The logits (N, C) and labels (N,), checked; one-line ValueErrors naming the argument."""
         for name, z in (("student_logits", zs), ("teacher_logits", zt)):
             if not isinstance(z, torch.Tensor) or z.dim() != 2 or not z.is_floating_point():
                 raise ValueError(f"{name} must be a floating-point tensor of shape (B, C), got "
@@ -120,6 +152,13 @@ class TemperatureController:
                              f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
         if zs.device != zt.device or y.device != zs.device:
             raise ValueError(f"logits and labels must be on one device, got {zs.device}, {zt.device} and {y.device}")
+        return zs, zt, y
+
+    @torch.no_grad()
+    def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                 progress: float) -> torch.Tensor:
+        """Per-instance temperatures (B,) for this batch, on the logits' device, float32."""
+        zs, zt, y = self._check(student_logits, teacher_logits, labels)
         if not 0.0 <= float(progress) <= 1.0:
             raise ValueError(f"progress must be the fraction of training done, in [0, 1], got {progress}")
         if self._due:

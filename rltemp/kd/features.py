@@ -143,9 +143,7 @@ class ValStats:
     - ``acc`` = mean 1[argmax z_s = y], ``acc_t`` the teacher's;
     - ``agree`` = mean 1[argmax z_s = argmax z_t] (top-1 agreement with the teacher);
     - ``kl`` = mean KL(p_t ‖ p_s) / log C (the distance to the teacher, in units of log C);
-    - ``ent_s``, ``ent_t`` = mean H(p) / log C (1: uniform; 0: one-hot);
-    - ``train_acc``: the student's accuracy on the batches it trained on since the last validation
-      (from the logits those steps computed: no extra forward pass), −1 when unknown.
+    - ``ent_s``, ``ent_t`` = mean H(p) / log C (1: uniform; 0: one-hot).
     """
 
     acc: float
@@ -154,12 +152,10 @@ class ValStats:
     kl: float
     ent_s: float
     ent_t: float
-    train_acc: float = -1.0
 
 
 @torch.no_grad()
-def validation_stats(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-                     train_acc: float = -1.0) -> ValStats:
+def validation_stats(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor) -> ValStats:
     """:class:`ValStats` from a validation pass's student and teacher logits (N, C) and labels (N,)."""
     zs, zt = student_logits.float(), teacher_logits.float()
     log_c = math.log(zs.shape[-1])
@@ -169,7 +165,7 @@ def validation_stats(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     return ValStats(
         acc=float((top_s == labels).float().mean()), acc_t=float((top_t == labels).float().mean()), agree=float((top_s == top_t).float().mean()),
         kl=float((pt * (lpt - lps)).sum(-1).mean()) / log_c, ent_s=float(-(ps * lps).sum(-1).mean()) / log_c,
-        ent_t=float(-(pt * lpt).sum(-1).mean()) / log_c, train_acc=float(train_acc),
+        ent_t=float(-(pt * lpt).sum(-1).mean()) / log_c,
     )
 
 
@@ -212,15 +208,12 @@ VAL_DOCS = {
     "kl_teacher": "KL(p_t || p_s) / log C, mean over the validation split",
     "student_entropy": "H(p_s) / log C, mean over the validation split",
     "teacher_entropy": "H(p_t) / log C, mean over the validation split",
-    "train_gap": "(train accuracy - validation accuracy) / acc_t, train accuracy on the steps since the last validation",
 }
 GLOBAL_FEATURES.register("rel_acc")(_val(lambda v: v.acc / v.acc_t if v.acc_t > 0 else 0.0))
 GLOBAL_FEATURES.register("agreement")(_val(lambda v: v.agree))
 GLOBAL_FEATURES.register("kl_teacher")(_val(lambda v: v.kl))
 GLOBAL_FEATURES.register("student_entropy")(_val(lambda v: v.ent_s))
 GLOBAL_FEATURES.register("teacher_entropy")(_val(lambda v: v.ent_t))
-GLOBAL_FEATURES.register("train_gap")(
-    _val(lambda v: (v.train_acc - v.acc) / v.acc_t if v.acc_t > 0 and v.train_acc >= 0 else 0.0))
 
 
 def global_features(names: list[str], state: GlobalState) -> torch.Tensor:

@@ -154,6 +154,8 @@ class EpochLogger:
             # matplotlib's import and a render (~0.4 s, 8 % of a default-pair run; benchmarks/policy_overhead.py)
         if stats.schedule_temperature is not None:
             w.add_scalar("policy/schedule_temperature", stats.schedule_temperature, e)
+        for name, value in (stats.observed or {}).items():  # what the policy's decision in this epoch read
+            w.add_scalar(f"policy/observed/{name}", value, e)
         for k, v in stats.extra.items():
             w.add_scalar(k, v, e)
 
@@ -250,10 +252,12 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
     # per-epoch temperature statistics and schedule decisions, kept in state.pt so a resumed run reports the whole run
     per_epoch: list[dict[str, float]] = []
     schedule: list[float] = []
+    observed: list[dict[str, Any]] = []  # what a policy's decisions read: {"epoch": e, feature: value, ...}
     if resume is not None and state_path.exists():
         state = torch.load(state_path, map_location=device, weights_only=True)
         trainer.load_state_dict(state)
         per_epoch, schedule = list(state.get("temperature_epochs", [])), list(state.get("schedule", []))
+        observed = list(state.get("observed", []))
         log.info("resumed %s at epoch %d", run.path, trainer.epoch)
     writer = SummaryWriter(str(run.tb))
     t0 = time.perf_counter()
@@ -263,8 +267,11 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
             per_epoch.append(stats.temperature_stats)
         if stats.schedule_temperature is not None:
             schedule.append(stats.schedule_temperature)
+        if stats.observed:
+            observed.append({"epoch": stats.epoch, **stats.observed})
         buf = io.BytesIO()
-        torch.save({**trainer.state_dict(), "temperature_epochs": per_epoch, "schedule": schedule}, buf)
+        torch.save({**trainer.state_dict(), "temperature_epochs": per_epoch, "schedule": schedule,
+                    "observed": observed}, buf)
         atomic_write_bytes(state_path, buf.getvalue())
 
     try:
@@ -295,6 +302,7 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
             "temperature": combine_temperatures(per_epoch),
             "temperature_by_epoch": [e["sum"] / e["n"] for e in per_epoch] or None,
             "schedule": schedule or None,
+            "observed": observed or None,
             "method": cfg.distill.temperature,
             "seed": cfg.seed,
             "student": cfg.student.model,

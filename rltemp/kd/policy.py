@@ -97,6 +97,10 @@ class TemperaturePolicy(nn.Module):
     def instance_features(self) -> list[str]:
         return self.modulator_form.features if self.modulator_form is not None else []
 
+    def observation(self, state: GlobalState) -> dict[str, float]:
+        """What the schedule head reads in ``state``, by feature name."""
+        return dict(zip(self.form.features, global_features(self.form.features, state).tolist(), strict=True))
+
     @torch.no_grad()
     def act(self, state: GlobalState) -> torch.Tensor:
         """The schedule head's decision (outputs,) on the CPU, from ``state`` (the epoch's start, or a probe's)."""
@@ -230,6 +234,7 @@ class PolicyStrategy(TemperatureStrategy):
         self._distiller: Any = None
         self.t_sched = math.nan
         self._due = True
+        self._observed: dict[str, float] | None = None
         if not self.policy.form.every_epoch:  # the run's decision; NaN until decided
             self.register_buffer("run_decision", torch.full((self.policy.form.outputs,), math.nan))
 
@@ -258,11 +263,18 @@ class PolicyStrategy(TemperatureStrategy):
                 if self._distiller is None:
                     raise RltempError("the policy has not decided a temperature: attach it to a Distiller first")
                 probe = form.probe
-                self.run_decision.copy_(self.policy.act(self._distiller.probe(probe.epochs, probe.temperature,
-                                                                              initial=self._initial)))
+                probed = self._distiller.probe(probe.epochs, probe.temperature, initial=self._initial)
+                self.run_decision.copy_(self.policy.act(probed))
+                self._observed = self.policy.observation(probed)
             self.decisions.action = self.run_decision.clone()
+        elif self.decisions.due:
+            self._observed = self.policy.observation(state)
         self.t_sched = self.decisions.temperature(state)
         self._due = False
+
+    def observed(self) -> dict[str, float] | None:
+        out, self._observed = self._observed, None
+        return out
 
     def schedule_temperature(self) -> float | None:
         return self.t_sched

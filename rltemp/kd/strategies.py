@@ -81,6 +81,11 @@ class TemperatureStrategy(nn.Module):
         policy); it travels with the epoch's statistics (:class:`~rltemp.kd.trainer.EpochStats`)."""
         return None
 
+    def observed(self) -> dict[str, float] | None:
+        """For a strategy that decides from observations (a trained policy): what its last decision
+        read, by feature name, once per decision (None when it has not decided since the last call)."""
+        return None
+
     def attach(self, distiller: Any) -> None:
         """Called once by the :class:`~rltemp.kd.trainer.Distiller` that uses this strategy
         (strategies that read training state, e.g. a transferred policy, keep a reference)."""

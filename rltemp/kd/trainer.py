@@ -104,6 +104,7 @@ class EpochStats:
     temperature_stats: dict[str, float] | None = None
     schedule_temperature: float | None = None  # a trained policy's schedule temperature for this epoch
     val_stats: ValStats | None = None  # student/teacher statistics of the epoch's validation pass (with a teacher)
+    observed: dict[str, float] | None = None  # what a trained policy's decision in this epoch read
 
 
 class Distiller:
@@ -191,7 +192,6 @@ class Distiller:
         self._epoch_losses: list[torch.Tensor] = []  # this epoch's step losses (0-d, detached)
         self._folded = 0  # how many of them the moving average already holds
         self._epoch_t: list[torch.Tensor] = []  # this epoch's (student) temperatures, per step
-        self._epoch_correct: list[torch.Tensor] = []  # per step, the training instances the student got right
         self._decisions: list[tuple[torch.Tensor, ...]] = []
         self._epoch_t0 = time.perf_counter()
 
@@ -222,12 +222,6 @@ class Distiller:
         """The global state a schedule decision sees now: progress, the last validation's accuracy and
         statistics, the loss's moving average."""
         return GlobalState(self.progress, self.last_val_acc, self.loss_ema, self.last_val_stats)
-
-    def _train_acc(self) -> float:
-        """Accuracy on the batches trained on since the last validation (−1 before any)."""
-        if not self._epoch_correct:
-            return -1.0
-        return float(torch.stack(self._epoch_correct).sum()) / (len(self._epoch_correct) * self.cfg.batch_size)
 
     @property
     def progress(self) -> float:
@@ -285,7 +279,6 @@ class Distiller:
         self.optimizer.step()
         self.step_count += 1
         self._epoch_losses.append(loss.detach())
-        self._epoch_correct.append((z_s.detach().argmax(-1) == y).sum())
         if t is not None:
             t = t.detach()
             ts = t[:, 1] if t.dim() == 2 else t
@@ -338,7 +331,7 @@ class Distiller:
             val_acc, val_loss, val_logits = validation
         self.last_val_acc = val_acc
         if self.teacher_val is not None:
-            self.last_val_stats = validation_stats(val_logits, self.teacher_val, self.data.val.y, self._train_acc())
+            self.last_val_stats = validation_stats(val_logits, self.teacher_val, self.data.val.y)
         if val_acc > self.best_val_acc:
             self.best_val_acc, self.best_epoch = val_acc, self.epoch
             self.best_state = copy.deepcopy(self.student.state_dict())
@@ -359,6 +352,7 @@ class Distiller:
             Decisions(*(torch.cat(x).cpu() for x in zip(*self._decisions))) if self._decisions else None,
             dict(self.strategy.scalars()) if self.strategy is not None else {}, t_stats,
             self.strategy.schedule_temperature() if self.strategy is not None else None, self.last_val_stats,
+            self.strategy.observed() if self.strategy is not None else None,
         )
         self.epoch += 1
         self._reset_epoch_stats()
@@ -392,7 +386,7 @@ class Distiller:
                     break
             logits: list[torch.Tensor] = []
             acc, _ = evaluate(twin.student, self.data.val, self.data, keep_logits=logits)
-            stats = validation_stats(torch.cat(logits), self.teacher_val, self.data.val.y, twin._train_acc())
+            stats = validation_stats(torch.cat(logits), self.teacher_val, self.data.val.y)
         return GlobalState(0.0, acc, twin.loss_ema, stats)
 
     def run_epoch(self) -> EpochStats:
