@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_out(out: str | None) -> None:
+    """``--out`` must be a folder (new or existing): fail before any work when a file has that name."""
+    from pathlib import Path
+
+    if out and Path(out).exists() and not Path(out).is_dir():
+        raise RltempError(f"--out {out}: a file of that name exists; give a folder (new or a run folder)")
+
+
 def _config(args: argparse.Namespace, extra: list[str] | None = None):  # noqa: ANN202
     from rltemp.config import load_config
 
@@ -235,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        check_out(getattr(args, "out", None))
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("rltemp: interrupted", file=sys.stderr)

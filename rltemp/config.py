@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -220,6 +221,12 @@ class Config:
     def validate(self) -> None:
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ConfigError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        seeds = {"seed": [self.seed], "teacher.seed": [self.teacher.seed], "data.split_seed": [self.data.split_seed],
+                 "env.seeds": self.env.seeds, "env.eval_seeds": self.env.eval_seeds}
+        for name, values in seeds.items():
+            bad = [s for s in values if not 0 <= s < SEED_LIMIT]
+            if bad:
+                raise ConfigError(f"{name} must be in [0, 2^63), got {bad[0]}")
         self.data.validate("data")
         self.teacher.train.validate("teacher.train")
         self.distill.validate("distill")
@@ -240,6 +247,10 @@ class Config:
 
 
 # --------------------------------------------------------------------------- parsing
+
+
+SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+SEED_LIMIT = 2**63  # torch's generators take 64-bit seeds
 
 
 def _check_type(value: Any, tp: Any, path: str) -> Any:
@@ -272,6 +283,8 @@ def _check_type(value: Any, tp: Any, path: str) -> Any:
             raise ConfigError(f"{path} must be a mapping, got {value!r}")
         return dict(value)
     if tp is float:
+        if isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; it is the way a learning rate is written
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path} must be a number, got {value!r}")
         if math.isnan(float(value)):
@@ -340,7 +353,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}); save the preset as UTF-8") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML ({e.__class__.__name__})") from None
     if data is None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rltemp.config import dump_yaml
+from rltemp.errors import RltempError
 from rltemp.paths import atomic_write_bytes
 
 
@@ -31,6 +32,8 @@ class RunDir:
                 i += 1
         else:
             path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise RltempError(f"--out {path}: a file of that name exists; give a folder (new or a run folder)")
         path.mkdir(parents=True, exist_ok=True)
         results = path / "results.json"
         if results.exists():  # re-running into a finished folder: the old result no longer describes it
@@ -45,6 +48,11 @@ class RunDir:
     def tb(self) -> Path:
         """Where the run's TensorBoard events go: the run folder itself."""
         return self.path
+
+    def write_classes(self, names: list[str] | None) -> None:
+        """``classes.json``: the dataset's class names, index by index (datasets that have names)."""
+        if names:
+            atomic_write_bytes(self.path / "classes.json", (json.dumps(list(names), ensure_ascii=False) + "\n").encode())
 
     def write_results(self, results: dict[str, Any]) -> None:
         atomic_write_bytes(self.path / "results.json", (json.dumps(results, indent=2) + "\n").encode())

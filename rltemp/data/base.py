@@ -102,9 +102,11 @@ def carve_val(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple
     )
 
 
-def cached_arrays(name: str, opts: dict, make: Callable[[dict], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def cached_arrays(name: str, opts: dict, make: Callable[[dict], dict[str, np.ndarray]],
+                  check: Callable[[dict[str, np.ndarray]], None] | None = None) -> dict[str, np.ndarray]:
     """Arrays made by ``make(opts)``, cached as ``<cache>/data/<name>-<hash of opts>.npz`` (loaded
-    with ``allow_pickle=False``; written atomically)."""
+    with ``allow_pickle=False``; written atomically). The cache is rltemp's own file: one that does
+    not read back whole (truncated, an array missing, ``check`` failing) is rebuilt, with a warning."""
     import hashlib
     import io
     import json
@@ -114,10 +116,18 @@ def cached_arrays(name: str, opts: dict, make: Callable[[dict], dict[str, np.nda
 
     key = hashlib.sha1(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir("data") / f"{name}-{key}.npz"
+    logger = logging.getLogger(__name__)
     if path.exists():
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    logging.getLogger(__name__).info("generating %s into %s", name, path)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                cached = {k: f[k] for k in f.files}
+            if check is not None:
+                check(cached)
+            return cached
+        except Exception as e:  # noqa: BLE001 - a damaged cache file is rebuilt, never blamed on the user
+            logger.warning("the cached %s data %s is damaged (%s: %s); rebuilding it", name, path,
+                           e.__class__.__name__, str(e).splitlines()[0] if str(e) else "")
+    logger.info("generating %s into %s", name, path)
     arrays = make(opts)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)

@@ -184,11 +184,18 @@ def _validate(opts: dict) -> None:
         raise ConfigError(f"data.options.scale must be [lo, hi] with 0 < lo <= hi, got {opts['scale']}")
 
 
+def _check_cache(a: dict[str, np.ndarray], classes: int) -> None:
+    for split in ("train", "test"):
+        x, y = a[f"x_{split}"], a[f"y_{split}"]
+        if len(x) != len(y) or len(y) == 0 or int(y.min()) < 0 or int(y.max()) >= classes:
+            raise ValueError(f"{split} arrays do not match {classes} classes")
+
+
 @DATASETS.register("glyphs")
 def glyphs(cfg: DataConfig) -> DataBundle:
     opts = check_options("glyphs", cfg.options, DEFAULTS)
     _validate(opts)
-    a = cached_arrays("glyphs", opts, generate)
+    a = cached_arrays("glyphs", opts, generate, lambda a: _check_cache(a, len(opts["classes"])))
 
     def to_float(x: np.ndarray) -> np.ndarray:
         return ((x.astype(np.float32) / 255.0) - 0.5) / 0.5

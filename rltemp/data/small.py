@@ -39,10 +39,16 @@ def _make_mnist1d(opts: dict) -> dict[str, np.ndarray]:
     }
 
 
+def _check_mnist1d(a: dict[str, np.ndarray]) -> None:
+    for x, y in ((a["x"], a["y"]), (a["x_test"], a["y_test"])):
+        if len(x) != len(y) or len(y) == 0 or int(y.min()) < 0 or int(y.max()) >= 10:
+            raise ValueError("arrays do not match mnist1d's 10 classes")
+
+
 @DATASETS.register("mnist1d")
 def mnist1d(cfg: DataConfig) -> DataBundle:
     opts = check_options("mnist1d", cfg.options, MNIST1D_DEFAULTS)
-    a = cached_arrays("mnist1d", opts, _make_mnist1d)
+    a = cached_arrays("mnist1d", opts, _make_mnist1d, _check_mnist1d)
     train, val = carve_val(a["x"], a["y"], cfg.val_fraction, cfg.split_seed)
     test = Split(torch.from_numpy(a["x_test"]), torch.from_numpy(a["y_test"]))
     return DataBundle("mnist1d", train, val, test, 10, (a["x"].shape[1],))

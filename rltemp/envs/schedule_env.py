@@ -108,8 +108,13 @@ class KDScheduleEnv(StudentRunsEnv):
         digest = hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
         path = self.reference_dir / f"{p.cfg.student.model}-s{seed}-{digest}.json"
         if path.exists():
-            self._references[key] = json.loads(path.read_text())
-            return self._references[key]
+            try:
+                curve = json.loads(path.read_text())
+                if isinstance(curve, list) and len(curve) == p.cfg.distill.epochs + 1:
+                    self._references[key] = [float(v) for v in curve]
+                    return self._references[key]
+            except (ValueError, TypeError):
+                pass  # a damaged cache file is computed again (and rewritten)
         d = self.new_distiller(seed, index, build_strategy(spec, StrategyContext(p.data.num_classes, p.cfg.distill.epochs)))
         curve = [evaluate(d.student, d.data.val, d.data)[0]]
         while not d.done:

@@ -107,9 +107,13 @@ def get_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: b
     tdata = teacher_data(cfg, data, device)
     path = teacher_cache_path(cfg, tdata)
     if path.exists():
-        load_state_strict(model, load_checkpoint(path)["model"], f"cached teacher {path}")
-        log.info("using cached teacher %s", path)
-        return model.to(device).eval()
+        try:
+            load_state_strict(model, load_checkpoint(path)["model"], f"cached teacher {path}")
+            log.info("using cached teacher %s", path)
+            return model.to(device).eval()
+        except RltempError as e:  # the cache is rltemp's own file: a damaged one is retrained, not blamed on the user
+            log.warning("the cached teacher %s is damaged (%s); training it again", path, e)
+            model = build_teacher_model(cfg, data)
     log.info("no cached teacher at %s: training one", path)
     model, res = train_teacher(cfg, tdata, device, progress)
     save_checkpoint(path, model, {"arch": cfg.teacher.model, "test_acc": res["test_acc"], "val_acc": res["val_acc"]})
@@ -246,6 +250,7 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
         run = RunDir(Path(resume))
     else:
         run = RunDir.create("distill", cfg.name, out, cfg.to_dict(), runs_root)
+        run.write_classes(data.class_names)
     student = build_student_model(cfg, data, cfg.seed)
     trainer = Distiller(cfg.distill, data, student, teacher, strategy, seed=cfg.seed, device=device)
     state_path = run.path / "state.pt"
@@ -329,6 +334,7 @@ def run_teacher(cfg: Config, out: str | Path | None = None, progress: bool = Tru
     data = teacher_data(cfg, load_dataset(cfg.data).to(device), device)
     build_teacher_model(cfg, data)
     run = RunDir.create("teacher", cfg.name, out, cfg.to_dict(), runs_root)
+    run.write_classes(data.class_names)
     writer = SummaryWriter(str(run.tb))
     try:
         model, res = train_teacher(cfg, data, device, progress, writer)

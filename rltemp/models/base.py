@@ -118,9 +118,23 @@ class MLP(nn.Module):
         return self.net(x)
 
 
+def positive_ints(model: str, **values: Any) -> None:
+    """Model options that must be integers >= 1 (a zero-width model would train at chance to the end)."""
+    for key, v in values.items():
+        items = v if isinstance(v, list) else [v]
+        if not items or any(isinstance(i, bool) or not isinstance(i, int) or i < 1 for i in items):
+            raise ConfigError(f"{model}: option {key} must be {'a list of ' if isinstance(v, list) else ''}"
+                              f"integer(s) >= 1, got {v!r}")
+
+
 @MODELS.register("mlp")
 def mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 256, depth: int = 2, dropout: float = 0.0) -> nn.Module:
     """Multilayer perceptron for any input shape (flattened)."""
+    positive_ints("mlp", width=width)
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        raise ConfigError(f"mlp: option depth must be an integer >= 0 (hidden layers), got {depth!r}")
+    if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+        raise ConfigError(f"mlp: option dropout must be in [0, 1), got {dropout!r}")
     return MLP(_flat_dim(input_shape), num_classes, width, depth, dropout)
 
 
@@ -150,6 +164,7 @@ class CNN1d(nn.Module):
 @MODELS.register("cnn1d")
 def cnn1d(input_shape: tuple[int, ...], num_classes: int, channels: int = 64, depth: int = 3, kernel: int = 5) -> nn.Module:
     """1-D CNN for signals of shape (L,) or (C, L), e.g. mnist1d."""
+    positive_ints("cnn1d", channels=channels, depth=depth, kernel=kernel)
     in_ch = 1 if len(input_shape) == 1 else input_shape[0]
     return CNN1d(in_ch, num_classes, channels, depth, kernel)
 
@@ -181,5 +196,6 @@ def cnn2d(
     input_shape: tuple[int, ...], num_classes: int, channels: list[int] | None = None, convs_per_stage: int = 1
 ) -> nn.Module:
     """2-D CNN for images of shape (H, W) or (C, H, W), e.g. digits, glyphs."""
+    positive_ints("cnn2d", channels=list(channels) if channels is not None else [32], convs_per_stage=convs_per_stage)
     in_ch = 1 if len(input_shape) == 2 else input_shape[0]
     return CNN2d(in_ch, num_classes, list(channels or [32, 64, 128]), convs_per_stage)
