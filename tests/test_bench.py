@@ -65,3 +65,21 @@ def test_bad_suites_fail_clearly(tmp_path):
     with pytest.raises(Exception, match="did you mean 'fixed'"):
         load_suite(_suite(tmp_path, ["fixd:4"]))
     shutil.rmtree(tmp_path)
+
+
+@pytest.mark.slow
+def test_quickstart_prints_the_shipped_policy_against_the_grid(tmp_path, capsys, monkeypatch):
+    """The quickstart's story on a seconds-long pair: the table with paired intervals, the schedule
+    chart, the dashboard, and the command to open it."""
+    from conftest import TINY
+
+    import rltemp.experiments.quickstart as qs
+    from rltemp.cli import main
+
+    monkeypatch.setattr(qs, "PAIRS", [("tiny", "envs/mnist1d.yaml", [*TINY, "distill.epochs=3"])])
+    assert main(["quickstart", "--seeds", "2", "--jobs", "1", "--out", str(tmp_path / "q"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "| policy:default | 2 |" in out and "Δ vs grid" in out and "tensorboard --logdir" in out
+    for f in ("summary.md", "results.csv", "schedules.png", "accuracy.png"):
+        assert (tmp_path / "q" / f).is_file(), f
+    assert main(["quickstart", "--seeds", "1"]) == 2

@@ -128,3 +128,14 @@ def test_no_import_cycle_between_modules():
     for m in sorted(graph):
         if m not in state:
             visit(m)
+
+
+def test_agents_functions_are_short_or_say_why():
+    """No function in the SB3 layer over 60 lines without a reason in its docstring."""
+    long = []
+    for f in (ROOT / "agents").glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                if "Longer than 60 lines" not in (ast.get_docstring(node) or ""):
+                    long.append(f"{f.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long

@@ -62,12 +62,7 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
     venv = InstanceVecEnv(env, on_episode_end=on_end, auto_reset=False)
     venv.set_options([{"student_seed": cfg.seed, "pair": 0}] + [{}] * (venv.num_envs - 1))
     writer = SummaryWriter(str(run.tb))
-    mod = agent.modulator
-    hyper = dict(mod.hyperparams)
-    if agent.algo == "ppo" and "batch_size" not in hyper:
-        hyper["batch_size"] = venv.num_envs  # a minibatch is one epoch's decisions
-    model = make_model(agent.algo, mod.policy, hyper, venv, cfg.seed,
-                       writer, "cuda" if env.device.type == "cuda" else "cpu", (cfg.env.t_min, cfg.env.t_max))
+    model = _modulator_model(cfg, agent, venv, writer, env)
     # one decision figure, after the last epoch (each costs a matplotlib render)
     logger_cb = DecisionLogger(writer, figure_at=cfg.distill.epochs - 1, title=f"{cfg.name} / online / seed {cfg.seed}",
                                t_range=(cfg.env.t_min, cfg.env.t_max))
@@ -78,10 +73,7 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
         model.logger.dump(model.num_timesteps)  # the last update's train/ metrics (SB3 writes them at the next rollout)
     finally:
         writer.close()
-    base = env.base
-    meta = policy_meta(cfg, Head.from_dict(base.meta["schedule"], "env.base_policy"),
-                       modulator_head(cfg, agent), {"episodes": 1, "mode": "online", "schedule_from": cfg.env.base_policy})
-    export_policy(meta, run.path, schedule_state=base.schedule.state_dict(), modulator_model=model)
+    _export(cfg, agent, env, model, run.path)
     wall = finished.pop("wall")
     results = {**finished, "wall_time_s": wall, "method": cfg.distill.temperature, "seed": cfg.seed,
                "student": cfg.student.model, "teacher": cfg.teacher.model, "dataset": cfg.data.name,
@@ -90,3 +82,20 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
     run.write_results(results)
     venv.close()
     return {**results, "run_dir": str(run.path)}
+
+
+def _modulator_model(cfg: Config, agent: AgentConfig, venv: InstanceVecEnv, writer: Any, env: KDInstanceEpochEnv) -> Any:
+    """The SB3 model of the modulator this run learns (a minibatch is one epoch's decisions by default)."""
+    hyper = dict(agent.modulator.hyperparams)
+    if agent.algo == "ppo" and "batch_size" not in hyper:
+        hyper["batch_size"] = venv.num_envs
+    return make_model(agent.algo, agent.modulator.policy, hyper, venv, cfg.seed, writer,
+                      "cuda" if env.device.type == "cuda" else "cpu", (cfg.env.t_min, cfg.env.t_max))
+
+
+def _export(cfg: Config, agent: AgentConfig, env: KDInstanceEpochEnv, model: Any, out: Path) -> None:
+    """The learned policy, for transfer: the base policy's schedule head and this run's modulator."""
+    base = env.base
+    meta = policy_meta(cfg, Head.from_dict(base.meta["schedule"], "env.base_policy"),
+                       modulator_head(cfg, agent), {"episodes": 1, "mode": "online", "schedule_from": cfg.env.base_policy})
+    export_policy(meta, out, schedule_state=base.schedule.state_dict(), modulator_model=model)
