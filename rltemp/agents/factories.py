@@ -20,13 +20,17 @@ ENV_CLASSES = {"epoch": KDScheduleEnv, "run": KDRunScheduleEnv}  # agent.decisio
 def schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int], worker: bool = False,
                          decision: str = "epoch") -> Callable[[], KDScheduleEnv]:
     """A picklable constructor of the schedule environment of ``decision`` on ``seeds``; ``worker``: a
-    worker process or Ray actor, one core per student (in-process envs run under the caller's setting)."""
+    worker process or Ray actor, one core per student (in-process envs run under the caller's setting).
+    With a pool, every worker draws the same sequence of pairs (``pair_seed``: the config's seed), so
+    the students the VecEnv steps side by side take about as long (a CNN beside an MLP would leave a core
+    idle for most of the step)."""
 
     def make() -> KDScheduleEnv:
         if worker:
             torch.set_num_threads(1)
         raw = {**cfg_dict, "env": {**cfg_dict["env"], "seeds": seeds}}
-        return ENV_CLASSES[decision](config_from_dict(raw))
+        pair_seed = int(cfg_dict["seed"]) if cfg_dict["env"]["pool"] else None
+        return ENV_CLASSES[decision](config_from_dict(raw), pair_seed=pair_seed)
 
     return make
 

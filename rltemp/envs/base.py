@@ -49,8 +49,12 @@ class StudentRunsEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, config: Config | str | None = None, overrides: list[str] | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, pair_seed: int | None = None) -> None:
+        """``pair_seed``: draw the pairs from an RNG of their own with this seed (the workers of one
+        VecEnv share it, so they run the same pair at once and their steps, run side by side, take
+        about as long); default: the env's seeded RNG, like the student seeds."""
         super().__init__()
+        self._pair_rng = np.random.default_rng(pair_seed) if pair_seed is not None else None
         cfg = resolve_config(config, overrides)
         self.cfg = cfg
         self.ecfg: EnvConfig = cfg.env
@@ -87,7 +91,8 @@ class StudentRunsEnv(gym.Env):
             seed = int(seeds[self.np_random.integers(len(seeds))])
         else:
             seed = int(self.np_random.integers(1000, 2**31 - 1))
-        index = int(options.get("pair", self.np_random.integers(len(self.pairs))))
+        rng = self._pair_rng if self._pair_rng is not None else self.np_random
+        index = int(options["pair"]) if "pair" in options else int(rng.integers(len(self.pairs)))
         if not 0 <= index < len(self.pairs):
             raise ValueError(f"options['pair'] must index env.pool (0..{len(self.pairs) - 1}), got {index}")
         return seed, index

@@ -55,9 +55,10 @@ from rltemp.paths import atomic_write_bytes, cache_dir
 
 class KDScheduleEnv(StudentRunsEnv):
     def __init__(self, config: Config | str | None = None, overrides: list[str] | None = None,
-                 progress: bool = False, reference_dir: str | Path | None = None) -> None:
-        """``reference_dir``: where reference curves are cached (default ``$RLTEMP_CACHE/references``)."""
-        super().__init__(config, overrides, progress)
+                 progress: bool = False, reference_dir: str | Path | None = None, pair_seed: int | None = None) -> None:
+        """``reference_dir``: where reference curves are cached (default ``$RLTEMP_CACHE/references``);
+        ``pair_seed``: see :class:`~rltemp.envs.base.StudentRunsEnv`."""
+        super().__init__(config, overrides, progress, pair_seed)
         self.features = check_features(list(self.ecfg.schedule_features), "env.schedule_features", GLOBAL_FEATURES)
         for spec in self.reference_specs():  # fail now on a bad SPEC
             build_strategy(spec, StrategyContext(self.data.num_classes, self.cfg.distill.epochs))
