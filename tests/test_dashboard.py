@@ -62,12 +62,11 @@ def test_figures_only_for_policy_runs_and_the_training_views(suite_dir):
     # the online policy has a modulator (per-instance figures); the suite's fresh policy is schedule-only:
     # its schedule is the kd/temperature_mean scalar, no figure
     modulated = {n for n in runs if n.startswith("seen/policy_")}
-    assert with_images == modulated | {"seen/policy-training"}, with_images
+    assert with_images == modulated, with_images  # (a training run draws its schedules every 10 episodes)
     assert "kd/temperature_mean" in runs["seen/policy/s0"].Tags()["scalars"]
     training = runs["seen/policy-training"].Tags()
     assert {"train_schedule/T_first_epoch_deterministic", "train_schedule/T_first_epoch_sampled",
             "train_schedule/T_last_epoch_deterministic", "train_schedule/episode_return"} <= set(training["scalars"])
-    assert "policy/sensitivity" in training["images"]
     transferred = next(n for n in runs if n.startswith("seen/policy_") and n.endswith("/s0"))  # policy:<folder>
     assert "decisions/temperature_vs_confidence_and_progress" in runs[transferred].Tags()["images"]
     # per-instance views only where the temperature varies per instance

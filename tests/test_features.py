@@ -1,6 +1,6 @@
-"""Every instance feature against a plain reference formula (topk, explicit sums), ties included:
-the fast shared intermediates (two max passes, row-wise vecdot, the teacher's entropy shared by
-``ent_t`` and ``kl_ts``) must give the same values."""
+"""Every instance feature against a plain reference formula (topk, explicit sums), ties included
+(the fast shared intermediate, the student's top-2 by two max passes, must give the same values);
+and the scale-free student/teacher statistics a schedule reads, against theirs and their invariances."""
 
 from __future__ import annotations
 
@@ -25,21 +25,14 @@ def _input(seed: int = 0, b: int = 64, c: int = 10) -> FeatureInput:
 def _reference(inp: FeatureInput) -> dict[str, torch.Tensor]:
     ls, lt = torch.log_softmax(inp.student_logits.double(), -1), torch.log_softmax(inp.teacher_logits.double(), -1)
     ps, pt = ls.exp(), lt.exp()
-    y, log_c = inp.labels, math.log(ps.shape[1])
+    y = inp.labels
     top_s = ps.topk(2, -1)
     return {
-        "p_t_true": pt[torch.arange(len(y)), y],
-        "p_s_true": ps[torch.arange(len(y)), y],
         "p_t_top1": pt.max(-1).values,
         "p_s_top1": top_s.values[:, 0],
         "margin_s": top_s.values[:, 0] - top_s.values[:, 1],
-        "ent_t": -(pt * lt).sum(-1) / log_c,
-        "ent_s": -(ps * ls).sum(-1) / log_c,
-        "kl_ts": (lambda k: k / (1 + k))((pt * (lt - ls)).sum(-1).clamp_min(0)),
-        "agree": (ps.gather(1, pt.argmax(-1)[:, None])[:, 0] >= ps.max(-1).values).double(),  # a top-1 class
-        "s_correct": (ps[torch.arange(len(y)), y] >= ps.max(-1).values).double(),
-        "t_correct": (pt.argmax(-1) == y).double(),
-        "ce_s": (lambda k: k / (1 + k))(-ls[torch.arange(len(y)), y]),
+        "progress": torch.full((len(y),), 0.25, dtype=torch.float64),
+        "last_val_acc": torch.full((len(y),), 0.4, dtype=torch.float64),
     }
 
 
@@ -61,12 +54,12 @@ def test_ties_give_zero_margin_and_count_as_top1() -> None:
     assert float(v[1, 0] - v[1, 1]) == 0.0  # two tied maxima: margin 0
     assert (v[2:, 0] > v[2:, 1]).all()
     # with ties, "the student's top-1 class" is any of the tied classes
-    assert bool(inp.s_correct[0]) and bool(inp.s_correct[1]) and float(FEATURES.get("agree")(inp)[0]) == 1.0
+    assert bool(inp.s_correct[0]) and bool(inp.s_correct[1]) and float(FEATURES.get("margin_s")(inp)[0]) == 0.0
 
 
 def test_compute_features_stacks_in_order_within_unit_interval() -> None:
     inp = _input()
-    names = ["kl_ts", "progress", "p_s_top1", "last_val_acc"]
+    names = ["margin_s", "progress", "p_s_top1", "last_val_acc"]
     x = compute_features(names, inp)
     assert x.shape == (64, 4) and x.dtype == torch.float32
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0

@@ -14,7 +14,7 @@ from rltemp.envs.instance_epoch_env import KDInstanceEpochEnv
 from rltemp.kd.forms import temperature_to_action
 
 # the env on its own (no base schedule: the action is the temperature), with features the tests read
-ALONE = [*TINY, "env.base_policy=", "env.features=[p_s_true, p_t_top1, margin_s, progress]"]
+ALONE = [*TINY, "env.base_policy=", "env.features=[p_s_top1, p_t_top1, margin_s, progress]"]
 
 
 def make(extra=()):
@@ -87,7 +87,7 @@ def test_observation_is_the_logits_the_steps_saw_and_no_extra_forward_pass(monke
     seen = info["instances"]
     assert len(seen) == len(set(seen.tolist())) == d.steps_per_epoch * env.cfg.distill.batch_size
     unseen = np.setdiff1d(np.arange(env.n), seen)
-    p_s = env.features.index("p_s_true")
+    p_s = env.features.index("p_s_top1")
     assert not np.array_equal(obs0[seen, p_s], obs1[seen, p_s])  # seen: what the student made of them
     assert np.array_equal(obs0[unseen, p_s], obs1[unseen, p_s])  # unseen (drop_last): as before
 

@@ -40,8 +40,6 @@ from rltemp.config import Config, dump_yaml, load_config, pool_configs
 from rltemp.errors import ConfigError, RltempError
 from rltemp.kd.forms import schedule_form
 from rltemp.kd.pipeline import get_teacher, prepare_data
-from rltemp.kd.policy import load_policy
-from rltemp.kd.tblog import sensitivity_figure
 from rltemp.paths import atomic_write_bytes
 from rltemp.runs import RunDir
 
@@ -228,9 +226,6 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
             "schedule_episodes": episodes, "selection": selection,
         }
         write_fingerprint(run.path)
-        # once per trained policy: how its temperature moves across each feature's range
-        writer.add_figure("policy/sensitivity", sensitivity_figure(load_policy(run.path), None,
-                                                                   f"{cfg.name}: trained policy"), agent.episodes)
     finally:
         writer.close()
         restore_threads()

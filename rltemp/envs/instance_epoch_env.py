@@ -99,7 +99,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         inp = FeatureInput(self._zs, zt, d.data.train.y, d.progress, d.last_val_acc, d.loss_ema)
         if d.teacher_cache is not None:
             if self._teacher_side is None:
-                self._teacher_side = {k: getattr(inp, k) for k in ("logp_t", "p_t", "top1_t", "negent_t")}
+                self._teacher_side = {k: getattr(inp, k) for k in ("p_t", "top1_t")}
             inp.__dict__.update(self._teacher_side)  # functools.cached_property values
         return inp
 

@@ -42,20 +42,12 @@ class FeatureInput:
     loss_ema: float  # moving average of the training loss
 
     @cached_property
-    def logp_s(self) -> torch.Tensor:
-        return F.log_softmax(self.student_logits.float(), -1)
-
-    @cached_property
-    def logp_t(self) -> torch.Tensor:
-        return F.log_softmax(self.teacher_logits.float(), -1)
-
-    @cached_property
     def p_s(self) -> torch.Tensor:
-        return F.softmax(self.student_logits.float(), -1)  # not exp(logp_s): a feature set may need only this
+        return F.softmax(self.student_logits.float(), -1)
 
     @cached_property
     def p_t(self) -> torch.Tensor:
-        return self.logp_t.exp()
+        return F.softmax(self.teacher_logits.float(), -1)
 
     @cached_property
     def top2_s(self) -> torch.Tensor:
@@ -74,36 +66,18 @@ class FeatureInput:
         return _at(self.p_s, self.labels) >= self.top2_s[:, 0]
 
     @cached_property
-    def negent_t(self) -> torch.Tensor:
-        """Σ_c p_t log p_t (minus the teacher's entropy), (B,): shared by ``ent_t`` and ``kl_ts``."""
-        return torch.linalg.vecdot(self.p_t, self.logp_t)
-
-    @cached_property
     def top1_t(self) -> tuple[torch.Tensor, torch.Tensor]:
         v, i = self.p_t.max(-1)
         return v, i
-
-    @property
-    def log_c(self) -> float:
-        return math.log(self.student_logits.shape[-1])
 
 
 Feature = Callable[[FeatureInput], torch.Tensor]
 FEATURES: Registry[Feature] = Registry("feature")
 
 
-def _squash(x: torch.Tensor) -> torch.Tensor:
-    """Map [0, inf) to [0, 1): x / (1 + x)."""
-    return x / (1 + x)
-
-
 def _at(x: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
     """x[i, cls[i]] for every row i."""
     return x.gather(1, cls[:, None]).squeeze(1)
-
-
-def _entropy(p: torch.Tensor, logp: torch.Tensor, log_c: float) -> torch.Tensor:
-    return -torch.linalg.vecdot(p, logp) / log_c
 
 
 def _register(name: str, doc: str) -> Callable[[Feature], Feature]:
@@ -114,24 +88,9 @@ def _register(name: str, doc: str) -> Callable[[Feature], Feature]:
     return deco
 
 
-_register("p_t_true", "teacher probability of the true class")(lambda f: _at(f.logp_t, f.labels).exp())
-_register("p_s_true", "student probability of the true class")(lambda f: _at(f.logp_s, f.labels).exp())
 _register("p_t_top1", "teacher top-1 probability (RLKD)")(lambda f: f.top1_t[0])
 _register("p_s_top1", "student top-1 probability (RLKD)")(lambda f: f.top2_s[:, 0])
 _register("margin_s", "student top-1 minus top-2 probability (RLKD)")(lambda f: f.top2_s[:, 0] - f.top2_s[:, 1])
-_register("ent_t", "teacher entropy / log C")(lambda f: -f.negent_t / f.log_c)
-_register("ent_s", "student entropy / log C")(lambda f: _entropy(f.p_s, f.logp_s, f.log_c))
-_register("kl_ts", "KL(p_t || p_s) at T=1, squashed x/(1+x)")(
-    lambda f: _squash((f.negent_t - torch.linalg.vecdot(f.p_t, f.logp_s)).clamp_min(0))
-)
-_register("agree", "1 if the teacher's top-1 class is the student's top-1 class")(
-    lambda f: (_at(f.p_s, f.top1_t[1]) >= f.top2_s[:, 0]).float()
-)
-_register("s_correct", "1 if the student's top-1 class is the label")(lambda f: f.s_correct.float())
-_register("t_correct", "1 if the teacher's top-1 class is the label")(lambda f: (f.top1_t[1] == f.labels).float())
-_register("ce_s", "student cross-entropy on the label, squashed x/(1+x)")(
-    lambda f: _squash(-_at(f.logp_s, f.labels))
-)
 
 
 @dataclass(frozen=True)
