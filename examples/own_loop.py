@@ -10,6 +10,7 @@ one you would write anyway.
 from __future__ import annotations
 
 import argparse
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +40,28 @@ def main() -> None:
     batch = 128
     steps_per_epoch = len(y_train) // batch
     total = a.epochs * steps_per_epoch
+
+    def step(model, optimizer, x, y, temperature):
+        zs = model(x)
+        with torch.no_grad():
+            zt = teacher(x)
+        loss = 0.1 * F.cross_entropy(zs, y) + 0.9 * rltemp.kd_loss(zs, zt, temperature)[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    # the probe: a throw-away copy of the student, distilled at the policy's probe temperature for a
+    # fraction of an epoch with the same batches the run starts with; the policy reads how it learnt
+    copy_ = copy.deepcopy(student)
+    copy_opt = torch.optim.Adam(copy_.parameters(), lr=3e-3)
+    order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(0))
+    for i in range(max(1, round(ctl.probe["epochs"] * steps_per_epoch))):
+        idx = order[i * batch:(i + 1) * batch]
+        step(copy_, copy_opt, x_train[idx], y_train[idx], ctl.probe["temperature"])
+    with torch.no_grad():
+        ctl.observe_probe(student_logits=copy_(data.val.x), teacher_logits=teacher(data.val.x), labels=data.val.y)
+    del copy_, copy_opt
+
     g = torch.Generator().manual_seed(0)
     for epoch in range(a.epochs):
         order = torch.randperm(len(y_train), generator=g)
@@ -46,19 +69,12 @@ def main() -> None:
         for i in range(steps_per_epoch):
             idx = order[i * batch:(i + 1) * batch]
             x, y = x_train[idx], y_train[idx]
-            zs = student(x)
             with torch.no_grad():
-                zt = teacher(x)
-            t = ctl(zs, zt, y, progress=(epoch * steps_per_epoch + i) / total)
-            loss = 0.1 * F.cross_entropy(zs, y) + 0.9 * rltemp.kd_loss(zs, zt, t)[0]
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            ctl.observe(loss=loss.item())
+                t = ctl(student(x), teacher(x), y, progress=(epoch * steps_per_epoch + i) / total)
+            step(student, opt, x, y, t)
         student.eval()
         with torch.no_grad():
             val_acc = (student(data.val.x).argmax(-1) == data.val.y).float().mean().item()
-        ctl.observe(val_acc=val_acc)
         print(f"epoch {epoch}: temperature {ctl.temperature:.2f} (mean this epoch's last batch {t.mean():.2f}), "
               f"val acc {val_acc:.4f}")
     with torch.no_grad():

@@ -53,15 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR")
 
     p = sub.add_parser("train-policy", help="train a temperature policy with stable-baselines3",
-                       description="Train a temperature policy across episodes of fresh students: the schedule "
-                                   "head on rltemp/KDSchedule-v0 (one decision per epoch) or, with --agent agents/ppo-run.yaml, "
-                                   "on rltemp/KDRunSchedule-v0 (one schedule per run, decided from a probe of the student). "
+                       description="Train a temperature policy across episodes of fresh students on "
+                                   "rltemp/KDRunSchedule-v0: one schedule per run, decided from a probe of the student. "
                                    "Writes policy.pt + policy.json (use with -T policy:RUN_DIR) and checkpoints "
                                    "for --resume. Overrides starting with 'agent.' go to the agent preset "
                                    "(e.g. agent.episodes=4 agent.hyperparams.learning_rate=1e-3).")
     p.add_argument("config", nargs="?", help="environment preset, e.g. envs/default.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config or agent.* overrides")
-    p.add_argument("--agent", default="agents/ppo.yaml", help="agent preset (agents/ppo.yaml, ppo-run.yaml, a2c.yaml)")
+    p.add_argument("--agent", default="agents/ppo.yaml", help="agent preset (agents/ppo.yaml, agents/a2c.yaml)")
     p.add_argument("--out", default=None, help="run folder (default: runs/train-policy-<name>-<timestamp>)")
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     p.add_argument("--jobs", "--workers", type=int, default=2, dest="jobs",

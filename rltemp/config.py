@@ -137,16 +137,17 @@ class PoolMember:
 
 
 POOL_SECTIONS = ("data", "teacher", "student", "distill")
-DEFAULT_SCHEDULE_FEATURES = ["progress", "last_val_acc"]
+# the shipped policy's observation of a probe: scale-free statistics against the teacher (rltemp.kd.features)
+DEFAULT_RUN_FEATURES = ["rel_acc", "agreement", "kl_teacher", "student_entropy", "teacher_entropy"]
 # online mode's per-instance observation: RLKD's state (student and teacher top-1, student margin)
 DEFAULT_INSTANCE_FEATURES = ["p_s_top1", "p_t_top1", "margin_s"]
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """The KD environments (:mod:`rltemp.envs`): the schedule envs (one decision per epoch, or one
-    per run from a probe) and the per-instance env of online mode (one decision per training instance
-    and epoch, on top of a schedule)."""
+    """The KD environments (:mod:`rltemp.envs`): the schedule env (one decision per run, from a probe)
+    and the per-instance env of online mode (one decision per training instance and epoch, on top of
+    a schedule)."""
 
     t_min: float = 1.0
     t_max: float = 10.0
@@ -158,13 +159,12 @@ class EnvConfig:
     seeds: list[int] = field(default_factory=lambda: list(range(1000, 1016)))
     # held-out training students for selecting the policy (agent.eval_every): every pair with these seeds
     eval_seeds: list[int] = field(default_factory=list)
-    # reward the gain over this SPEC's run of the same student (computed once per student, cached); "": raw gain
-    reward_reference: str = "fixed:4"
-    # epoch-level schedule (rltemp/KDSchedule-v0): the global features it reads at each epoch's start
-    schedule_features: list[str] = field(default_factory=lambda: list(DEFAULT_SCHEDULE_FEATURES))
-    # run-level schedule (rltemp/KDRunSchedule-v0): one decision per run, before it, from a probe — a throwaway
+    # reward the gain over the reference run of the same student (rltemp.envs.references, cached): grid (the
+    # best constant T of {1, 2, 4, 8} on its validation: only beating a grid earns), a SPEC such as fixed:4, or "" (none)
+    reward_reference: str = "grid"
+    # the schedule (rltemp/KDRunSchedule-v0): one decision per run, before it, from a probe — a throwaway
     # copy of the student distilled for run_probe (a fraction of one epoch) at run_probe_temperature
-    run_features: list[str] = field(default_factory=lambda: ["last_val_acc"])
+    run_features: list[str] = field(default_factory=lambda: list(DEFAULT_RUN_FEATURES))
     run_probe: float = 1.0
     run_probe_temperature: float = 4.0
     # per-instance env (rltemp/KDInstanceEpoch-v0, online mode): what each instance's row holds, the schedule

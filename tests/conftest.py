@@ -26,19 +26,19 @@ def tiny_overrides() -> list[str]:
     return list(TINY)
 
 
-SCHEDULE_TINY = ["agent.episodes=4", "agent.episodes_per_rollout=1"]
+SCHEDULE_TINY = ["agent.episodes=4", "agent.episodes_per_rollout=2", "agent.eval_every=0"]
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, _cache):
-    """One tiny PPO schedule policy (one decision per epoch) trained on mnist1d."""
+    """One tiny PPO policy (one decision per run, from a half-epoch probe) trained on mnist1d."""
     from rltemp.agents.config import load_agent
     from rltemp.agents.train import train_policy
     from rltemp.config import load_config
 
     out = tmp_path_factory.mktemp("policy")
-    res = train_policy(load_config("envs/mnist1d.yaml", TINY), load_agent("agents/ppo.yaml", SCHEDULE_TINY), out=out,
-                       progress=False, jobs=1)
+    res = train_policy(load_config("envs/mnist1d.yaml", [*TINY, "env.run_probe=0.5"]),
+                       load_agent("agents/ppo.yaml", SCHEDULE_TINY), out=out, progress=False, jobs=1)
     return out, res
 
 
@@ -70,3 +70,20 @@ def write_fake_cifar(root: Path, name: str = "cifar100", n_train: int = 200, n_t
         with open(folder / fname, "wb") as f:
             pickle.dump(d, f, protocol=2)
     return root
+
+
+def probe_by_hand(d, epochs: float, temperature: float) -> dict:
+    """What a user does for TemperatureController.observe_probe: distil a copy of the Distiller ``d``'s
+    (initial) student for ``epochs`` of an epoch at ``temperature`` with the run's seed, then run it and
+    the teacher over the validation split. Returns observe_probe's keyword arguments."""
+    import copy
+
+    from rltemp.kd.trainer import Distiller, predict_logits
+
+    twin = Distiller(d.cfg, d.data, copy.deepcopy(d.student), d.teacher, seed=d.seed, external_temperature=True)
+    for i, (x, y, idx) in enumerate(twin.epoch_batches()):
+        if i == max(1, round(epochs * twin.steps_per_epoch)):
+            break
+        twin.train_step(x, y, idx, temperature=temperature)
+    return {"student_logits": predict_logits(twin.student, d.data.val, d.data),
+            "teacher_logits": predict_logits(d.teacher, d.data.val, d.data), "labels": d.data.val.y}

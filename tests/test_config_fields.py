@@ -67,7 +67,6 @@ def test_every_config_field_is_read_by_a_shipped_mode(reads, tmp_path):
     distill("-T", "fixed:4")
     distill("-T", "anneal:4,1,linear", "distill.loss=dkd", "distill.ce_weight=1")
     distill("-T", "policy:default")
-    distill("-T", "policy:probe")
     distill("-T", "online:agents/ppo.yaml")
     run_teacher(load_config("envs/mnist1d.yaml", TINY), out=tmp_path / "teacher", progress=False)
     # a preset whose teacher trains on its own data (envs/fashion-mnist.yaml's role), on the built-in glyphs
@@ -77,7 +76,7 @@ def test_every_config_field_is_read_by_a_shipped_mode(reads, tmp_path):
     data, device = prepare_data(cfg)
     get_teacher(cfg, data, device, progress=False)
     pool = "env.pool=[{name: fast}, {name: slow, overrides: [distill.lr=0.0003]}]"
-    for preset in ("agents/ppo.yaml", "agents/a2c.yaml", "agents/ppo-run.yaml"):
+    for preset in ("agents/ppo.yaml", "agents/a2c.yaml"):
         cfg = load_config("envs/mnist1d.yaml", [*TINY, pool, "env.run_probe=0.5", "env.eval_seeds=[2000]",
                                                 "env.reward_reference=grid"])
         train_policy(cfg, load_agent(preset, ["agent.episodes=4", "agent.episodes_per_rollout=2", "agent.eval_every=1",

@@ -30,7 +30,7 @@ def suite_dir(tmp_path_factory, online_policy):
     suite = Suite(name="dash", seeds=[0, 1], pairs=[PairSpec("seen", "envs/mnist1d.yaml", [*TINY, "distill.epochs=3"])],
                   methods=["fixed:4", "ls", f"policy:{online_policy}", "policy"],
                   # the fresh policy is run-level (its per-kind charts need one); the online policy has a modulator
-                  policy=PolicySpec("agents/ppo-run.yaml", ["agent.episodes=6", "agent.episodes_per_rollout=2", "agent.eval_every=0"]),
+                  policy=PolicySpec("agents/ppo.yaml", ["agent.episodes=6", "agent.episodes_per_rollout=2", "agent.eval_every=0"]),
                   references=["fixed:4"])
     run_suite(suite, out, jobs=1, progress=False)
     return out
@@ -60,9 +60,11 @@ def test_figures_only_for_policy_runs_and_the_training_views(suite_dir):
     runs = _runs(suite_dir)
     with_images = {n for n, ea in runs.items() if ea.Tags()["images"]}
     # the online policy has a modulator (per-instance figures); the suite's fresh policy is schedule-only:
-    # its schedule is the kd/temperature_mean scalar, no figure
+    # its schedule is the kd/temperature_mean scalar, no figure; the bench folder draws one chart of the
+    # schedule chosen per pair
     modulated = {n for n in runs if n.startswith("seen/policy_")}
-    assert with_images == modulated, with_images  # (a training run draws its schedules every 10 episodes)
+    assert with_images == modulated | {"dashboard"}, with_images  # (a training run draws every 10 episodes)
+    assert runs["dashboard"].Tags()["images"] == ["policy/schedule_per_pair"]
     assert "kd/temperature_mean" in runs["seen/policy/s0"].Tags()["scalars"]
     training = runs["seen/policy-training"].Tags()
     assert {"train_schedule/T_first_epoch_deterministic", "train_schedule/T_first_epoch_sampled",

@@ -17,7 +17,6 @@ from rltemp.kd.forms import action_to_temperature, temperature_to_action
 
 # every registered environment, on a seconds-long config (the instance env on its own, without a base schedule)
 SETTINGS = {
-    "rltemp/KDSchedule-v0": [*TINY, "distill.epochs=3", "env.reward_reference="],
     "rltemp/KDRunSchedule-v0": [*TINY, "distill.epochs=3", "env.reward_reference=", "env.run_probe=0.5"],
     "rltemp/KDInstanceEpoch-v0": [*TINY, "env.base_policy="],
 }
@@ -97,7 +96,6 @@ def test_bad_env_config_names_the_field(override, message):
 
 
 @pytest.mark.parametrize("env_id, extra, message", [
-    ("rltemp/KDSchedule-v0", ["env.schedule_features=[progres]"], "env.schedule_features: unknown feature 'progres'"),
     ("rltemp/KDRunSchedule-v0", ["env.run_features=[p_t_true]"], "env.run_features: unknown feature 'p_t_true'"),
     ("rltemp/KDInstanceEpoch-v0", ["env.features=[p_s_tru]"], "env.features: unknown feature 'p_s_tru'"),
     ("rltemp/KDInstanceEpoch-v0", ["env.base_policy=nope"], "env.base_policy: policy 'nope' not found"),
@@ -118,9 +116,10 @@ def test_schedule_env_on_an_augmented_cifar_preset(tmp_path):
     ckpt = tmp_path / "t.pth"
     torch.save({"model": build_model("resnet56", (3, 32, 32), 100).state_dict()}, ckpt)
     cfg = load_config("envs/cifar100/resnet56-resnet20.yaml", [
-        f"data.root={root}", f"teacher.checkpoint={ckpt}", "distill.epochs=1", "device=cpu", "env.reward_reference="])
-    env = gymnasium.make("rltemp/KDSchedule-v0", config=cfg).unwrapped
+        f"data.root={root}", f"teacher.checkpoint={ckpt}", "distill.epochs=2", "device=cpu", "env.reward_reference=",
+        "env.run_probe=0.2"])
+    env = gymnasium.make("rltemp/KDRunSchedule-v0", config=cfg).unwrapped
     env.reset(seed=0)
     assert env.distiller.teacher_cache is None
-    _, reward, terminated, _, info = env.step(np.zeros(1, np.float32))
-    assert terminated and np.isfinite(reward) and info["temperature"] == pytest.approx(10**0.5)
+    _, reward, terminated, _, info = env.step(np.zeros(2, np.float32))
+    assert terminated and np.isfinite(reward) and info["temperatures"] == pytest.approx([10**0.5] * 2)

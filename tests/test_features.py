@@ -19,20 +19,17 @@ def _input(seed: int = 0, b: int = 64, c: int = 10) -> FeatureInput:
     zs[1, 3] = zs[1, 7] = 5.0  # two tied maxima
     zt[2, :] = 0.0
     y = torch.randint(0, c, (b,), generator=g)
-    return FeatureInput(zs, zt, y, progress=0.25, last_val_acc=0.4, loss_ema=1.5)
+    return FeatureInput(zs, zt, y)
 
 
 def _reference(inp: FeatureInput) -> dict[str, torch.Tensor]:
     ls, lt = torch.log_softmax(inp.student_logits.double(), -1), torch.log_softmax(inp.teacher_logits.double(), -1)
     ps, pt = ls.exp(), lt.exp()
-    y = inp.labels
     top_s = ps.topk(2, -1)
     return {
         "p_t_top1": pt.max(-1).values,
         "p_s_top1": top_s.values[:, 0],
         "margin_s": top_s.values[:, 0] - top_s.values[:, 1],
-        "progress": torch.full((len(y),), 0.25, dtype=torch.float64),
-        "last_val_acc": torch.full((len(y),), 0.4, dtype=torch.float64),
     }
 
 
@@ -59,12 +56,13 @@ def test_ties_give_zero_margin_and_count_as_top1() -> None:
 
 def test_compute_features_stacks_in_order_within_unit_interval() -> None:
     inp = _input()
-    names = ["margin_s", "progress", "p_s_top1", "last_val_acc"]
+    names = ["margin_s", "p_t_top1", "p_s_top1"]
     x = compute_features(names, inp)
-    assert x.shape == (64, 4) and x.dtype == torch.float32
+    assert x.shape == (64, 3) and x.dtype == torch.float32
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
-    assert torch.allclose(x[:, 1], torch.full((64,), 0.25)) and torch.allclose(x[:, 3], torch.full((64,), 0.4))
-    assert torch.allclose(x[:, 2].double(), _reference(inp)["p_s_top1"], atol=1e-6)
+    ref = _reference(inp)
+    for j, name in enumerate(names):
+        assert torch.allclose(x[:, j].double(), ref[name], atol=1e-6), name
 
 
 def _val_features(zs, zt, y):

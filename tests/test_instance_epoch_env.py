@@ -14,7 +14,7 @@ from rltemp.envs.instance_epoch_env import KDInstanceEpochEnv
 from rltemp.kd.forms import temperature_to_action
 
 # the env on its own (no base schedule: the action is the temperature), with features the tests read
-ALONE = [*TINY, "env.base_policy=", "env.features=[p_s_top1, p_t_top1, margin_s, progress]"]
+ALONE = [*TINY, "env.base_policy=", "env.features=[p_s_top1, p_t_top1, margin_s]"]
 
 
 def make(extra=()):
@@ -82,8 +82,6 @@ def test_observation_is_the_logits_the_steps_saw_and_no_extra_forward_pass(monke
     d = env.distiller
     val_batches = -(-len(env.data.val) // 1024)
     assert len(calls) == d.steps_per_epoch + val_batches  # the epoch's steps and its validation, nothing else
-    progress = env.features.index("progress")
-    assert np.allclose(obs0[:, progress], 0.0) and np.allclose(obs1[:, progress], 1 / env.cfg.distill.epochs)
     seen = info["instances"]
     assert len(seen) == len(set(seen.tolist())) == d.steps_per_epoch * env.cfg.distill.batch_size
     unseen = np.setdiff1d(np.arange(env.n), seen)
@@ -104,19 +102,21 @@ def test_nan_actions_are_neutral_and_counted():
 def test_on_the_shipped_schedule_the_action_modulates_it():
     """The default env.base_policy: the epoch's temperature is the shipped policy's, spread per instance
     by the action within [T / max_multiplier, T · max_multiplier], centred in log space."""
-    from rltemp.kd.features import GlobalState
-    from rltemp.kd.policy import ScheduleDecisions, load_policy
+    from rltemp.kd.policy import load_policy
 
     env = KDInstanceEpochEnv(load_config("envs/mnist1d.yaml", TINY))
     env.reset(seed=0, options={"student_seed": 3})
-    t_sched = ScheduleDecisions(load_policy("default")).temperature(GlobalState(0.0, env.distiller.last_val_acc, 0.0))
+    policy = load_policy("default")  # it decides once, from a probe of the fresh student
+    probe = policy.form.probe
+    t_sched = policy.form.temperature(policy.act(env.distiller.probe(probe.epochs, probe.temperature)), 0.0)
     _, _, _, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
     assert info["schedule_temperature"] == pytest.approx(t_sched) and np.allclose(info["temperature"], t_sched)
     a = np.linspace(-1, 1, env.n).astype(np.float32)
     _, _, _, _, info = env.step(a)
-    t = info["temperature"]
-    assert t.min() < info["schedule_temperature"] < t.max() and t.max() / t.min() <= 4.0 + 1e-4
-    assert np.exp(np.log(t).mean()) == pytest.approx(info["schedule_temperature"], rel=0.05)
+    t, ts = info["temperature"], info["schedule_temperature"]
+    assert t.max() > ts and t.max() / t.min() <= 4.0 + 1e-4 and t.std() > 0
+    # within [T / 2, 2 T] (max_multiplier 2), clipped to [t_min, t_max]
+    assert (t >= max(ts / 2, env.ecfg.t_min) - 1e-4).all() and (t <= min(2 * ts, env.ecfg.t_max) + 1e-4).all()
 
 
 def test_last_epoch_terminates_with_a_real_observation_and_vecenv_slots():
@@ -131,5 +131,5 @@ def test_last_epoch_terminates_with_a_real_observation_and_vecenv_slots():
         kd = infos[0]["kd"]
         assert np.allclose(rewards, env.n * kd["instance_rewards"].astype(np.float32))
         assert dones.all() == (epoch == env.cfg.distill.epochs - 1)
-    assert np.allclose(obs[:, env.features.index("progress")], 1.0) and obs.any()
+    assert obs.any() and obs.std(0).min() > 0  # a real observation: per-instance values, not a zero reset
     assert infos[0]["terminal_observation"].shape == (len(env.features),) and not infos[0]["TimeLimit.truncated"]

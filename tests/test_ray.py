@@ -74,15 +74,14 @@ def test_ray_suite_equals_process_suite_and_survives_a_killed_worker(tmp_path):
     assert len(list(out.glob("tiny/*/s*/results.json"))) == 6
 
 
-@pytest.mark.parametrize("preset", ["agents/ppo.yaml", "agents/ppo-run.yaml"])  # per-epoch and run-level decisions
-def test_train_policy_on_ray_actors_matches_worker_processes_and_transfers(tmp_path, preset):
+def test_train_policy_on_ray_actors_matches_worker_processes_and_transfers(tmp_path):
     from rltemp.agents.config import load_agent
     from rltemp.agents.train import train_policy
     from rltemp.cli import main
     from rltemp.config import load_config
 
     cfg = load_config("envs/mnist1d.yaml", [*TINY, "env.run_probe=0.5"])
-    agent = load_agent(preset, ["agent.episodes=2", "agent.episodes_per_rollout=1", "agent.eval_every=0"])
+    agent = load_agent("agents/ppo.yaml", ["agent.episodes=2", "agent.episodes_per_rollout=1", "agent.eval_every=0"])
     on_ray = train_policy(cfg, agent, out=tmp_path / "ray", progress=False, jobs=2, backend="ray")
     local = train_policy(cfg, agent, out=tmp_path / "process", progress=False, jobs=2)
     assert on_ray["backend"] == "ray" and on_ray["episode_returns"] == local["episode_returns"]

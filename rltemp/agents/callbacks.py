@@ -35,7 +35,7 @@ class ScheduleHistory(BaseCallback):
         acted_on = self.model._last_obs  # noqa: SLF001 - SB3 updates it after the callbacks of a step
         for i, info in enumerate(self.locals["infos"]):
             ep = self._open.setdefault(i, {"obs": [], "t": [], "r": []})
-            ep["t"].extend(float(t) for t in info.get("temperatures", [info["temperature"]]))
+            ep["t"].extend(float(t) for t in info["temperatures"])
             ep["r"].append(float(self.locals["rewards"][i]))
             ep["obs"].append(np.asarray(acted_on[i], np.float32))
             if self.locals["dones"][i]:

@@ -1,9 +1,8 @@
 """Zoo-style agent presets (``agents/*.yaml``): algorithm, budget, networks, hyperparameters.
 
-A preset trains the **schedule** head of a temperature policy (:mod:`rltemp.kd.forms`): on
-``rltemp/KDSchedule-v0`` (``decision: epoch``, one decision per epoch) or ``rltemp/KDRunSchedule-v0``
-(``decision: run``, one decision per run from a probe); ``episodes`` student runs spread over the
-``--jobs`` workers, every rollout holding ``episodes_per_rollout`` whole episodes per worker (so
+A preset trains the **schedule** head of a temperature policy (:mod:`rltemp.kd.forms`) on
+``rltemp/KDRunSchedule-v0`` (one decision per run, from a probe): ``episodes`` student runs spread
+over the ``--jobs`` workers, every rollout holding ``episodes_per_rollout`` of them per worker (so
 n_steps is set by rltemp). Its ``modulator`` section is online mode's (``online:AGENT``): the
 per-instance network and hyperparameters learned during one student's run.
 
@@ -24,7 +23,6 @@ from rltemp.errors import ConfigError, did_you_mean
 from rltemp.kd.policy import ACTIVATIONS
 
 ALGOS = ("ppo", "a2c")  # on-policy actor-critics: one code path, Monte-Carlo advantages with gamma = gae_lambda = 1
-DECISIONS = ("epoch", "run")  # the schedule head's form (rltemp.kd.forms)
 # Arguments that rltemp sets itself (env, policy, logging, seeding, device; rollout length for the schedule).
 RESERVED = {"env", "policy", "policy_kwargs", "tensorboard_log", "verbose", "seed", "device", "_init_setup_model"}
 
@@ -54,9 +52,8 @@ class ModulatorConfig:
 @dataclass(frozen=True)
 class AgentConfig:
     algo: str = "ppo"
-    decision: str = "epoch"  # the schedule head: one decision per epoch, or one per run from a probe
     episodes: int = 120  # schedule-training student runs, over all workers
-    episodes_per_rollout: int = 2  # per worker and rollout: n_steps = this x decisions per episode
+    episodes_per_rollout: int = 4  # per worker and rollout (one decision each): n_steps
     checkpoint_every: int = 1  # rollouts between resumable checkpoints
     # rollouts between evaluations on held-out training students (env.eval_seeds), which select the policy
     # that policy.pt holds (the final one goes to last/); 0: no selection, the final policy
@@ -136,9 +133,6 @@ def validate_agent(cfg: AgentConfig) -> AgentConfig:
             raise ConfigError(f"agent.{key} must be >= 1, got {getattr(cfg, key)}")
     if cfg.eval_every < 0:
         raise ConfigError(f"agent.eval_every must be >= 0 (0: no selection), got {cfg.eval_every}")
-    if cfg.decision not in DECISIONS:
-        raise ConfigError(f"agent.decision: unknown decision {cfg.decision!r}{did_you_mean(cfg.decision, DECISIONS)}; "
-                          f"valid: {', '.join(DECISIONS)}")
     _check_net(cfg.policy, "agent.policy")
     _check_net(cfg.modulator.policy, "agent.modulator.policy")
     for key in ("init_temperature", "normalize_obs"):

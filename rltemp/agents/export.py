@@ -38,10 +38,9 @@ FINGERPRINT_RUN = {
 def schedule_head(cfg: Config, agent: AgentConfig) -> Head:
     """The ``policy.json`` head of the schedule that ``agent`` trains on ``cfg``."""
     env = cfg.env
-    run = agent.decision == ProbeSchedule.decision
-    return Head(agent.decision, agent.algo, list(env.run_features if run else env.schedule_features),
-                list(agent.policy.net_arch), agent.policy.activation, reward_reference=env.reward_reference,
-                probe=Probe(env.run_probe, env.run_probe_temperature) if run else None)
+    return Head(ProbeSchedule.decision, agent.algo, list(env.run_features), list(agent.policy.net_arch),
+                agent.policy.activation, reward_reference=env.reward_reference,
+                probe=Probe(env.run_probe, env.run_probe_temperature))
 
 
 def modulator_head(cfg: Config, agent: AgentConfig) -> Head:
@@ -111,8 +110,9 @@ def export_policy(meta: dict[str, Any], out_dir: Path, schedule_model: Any = Non
 
 
 def fingerprint(policy_dir: str | Path) -> dict[str, Any]:
-    """The policy's decisions on :data:`FINGERPRINT_RUN`: the schedule temperature of every epoch
-    and the mean / std of the per-instance temperatures, plus the run's last-epoch test accuracy."""
+    """The policy's decisions on :data:`FINGERPRINT_RUN`: what its decision read (the probe's
+    statistics), the schedule temperature of every epoch and the mean / std of the per-instance
+    temperatures, plus the run's last-epoch test accuracy."""
     from rltemp.config import load_config
     from rltemp.kd.pipeline import run_distill
 
@@ -125,7 +125,7 @@ def fingerprint(policy_dir: str | Path) -> dict[str, Any]:
                               progress=False)
     finally:
         torch.set_num_threads(threads)
-    return {**FINGERPRINT_RUN, "schedule": res["schedule"], "temperature": res["temperature"],
+    return {**FINGERPRINT_RUN, "observed": res["observed"], "schedule": res["schedule"], "temperature": res["temperature"],
             "test_acc": res["test_acc"], "torch": torch.__version__}
 
 

@@ -11,26 +11,22 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv,
 
 from rltemp.config import Config, config_from_dict
 from rltemp.envs.run_env import KDRunScheduleEnv
-from rltemp.envs.schedule_env import KDScheduleEnv
 from rltemp.errors import ConfigError
 
-ENV_CLASSES = {"epoch": KDScheduleEnv, "run": KDRunScheduleEnv}  # agent.decision -> the environment it trains on
 
-
-def schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int], worker: bool = False,
-                         decision: str = "epoch") -> Callable[[], KDScheduleEnv]:
-    """A picklable constructor of the schedule environment of ``decision`` on ``seeds``; ``worker``: a
+def schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int], worker: bool = False) -> Callable[[], KDRunScheduleEnv]:
+    """A picklable constructor of the schedule environment on ``seeds``; ``worker``: a
     worker process or Ray actor, one core per student (in-process envs run under the caller's setting).
     With a pool, every worker draws the same sequence of pairs (``pair_seed``: the config's seed), so
     the students the VecEnv steps side by side take about as long (a CNN beside an MLP would leave a core
     idle for most of the step)."""
 
-    def make() -> KDScheduleEnv:
+    def make() -> KDRunScheduleEnv:
         if worker:
             torch.set_num_threads(1)
         raw = {**cfg_dict, "env": {**cfg_dict["env"], "seeds": seeds}}
         pair_seed = int(cfg_dict["seed"]) if cfg_dict["env"]["pool"] else None
-        return ENV_CLASSES[decision](config_from_dict(raw), pair_seed=pair_seed)
+        return KDRunScheduleEnv(config_from_dict(raw), pair_seed=pair_seed)
 
     return make
 
@@ -44,10 +40,10 @@ def seed_slices(cfg: Config, workers: int) -> list[list[int]]:
     return [pool[i::workers] if pool else [] for i in range(workers)]
 
 
-def schedule_vec_env(cfg: Config, jobs: int, decision: str = "epoch") -> VecEnv:
+def schedule_vec_env(cfg: Config, jobs: int) -> VecEnv:
     """``jobs`` schedule envs (one student each, seeds split by :func:`seed_slices`), in worker
     processes when ``jobs`` > 1."""
     raw = cfg.to_dict()
-    fns = [schedule_env_factory(raw, seeds, worker=jobs > 1, decision=decision) for seeds in seed_slices(cfg, jobs)]
+    fns = [schedule_env_factory(raw, seeds, worker=jobs > 1) for seeds in seed_slices(cfg, jobs)]
     venv = SubprocVecEnv(fns, start_method="spawn") if jobs > 1 else DummyVecEnv(fns)
     return VecMonitor(venv)

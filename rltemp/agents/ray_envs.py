@@ -20,12 +20,11 @@ from rltemp.config import pool_configs
 
 
 class ScheduleEnvActor:
-    """Holds one :class:`~rltemp.envs.schedule_env.KDScheduleEnv` (wrapped by ``ray.remote``)."""
+    """Holds one :class:`~rltemp.envs.run_env.KDRunScheduleEnv` (wrapped by ``ray.remote``)."""
 
-    def __init__(self, cfg_dict: dict[str, Any], seeds: list[int], teachers: dict[str, bytes],
-                 decision: str = "epoch") -> None:
+    def __init__(self, cfg_dict: dict[str, Any], seeds: list[int], teachers: dict[str, bytes]) -> None:
         install_teachers(teachers)
-        self.env = schedule_env_factory(cfg_dict, seeds, worker=True, decision=decision)()
+        self.env = schedule_env_factory(cfg_dict, seeds, worker=True)()
 
     def spaces(self) -> tuple[Any, Any]:
         return self.env.observation_space, self.env.action_space
@@ -97,7 +96,7 @@ class RayVecEnv(VecEnv):
         return [None] * self.num_envs
 
 
-def ray_schedule_vec_env(cfg: Any, workers: int, address: str | None, decision: str = "epoch") -> tuple[RayVecEnv, Any]:
+def ray_schedule_vec_env(cfg: Any, workers: int, address: str | None) -> tuple[RayVecEnv, Any]:
     """``workers`` actors with one schedule env each (seeds split by ``seed_slices``, as for worker processes);
     returns the VecEnv and a function that shuts Ray down if rltemp started it."""
     slices = seed_slices(cfg, workers)  # before Ray starts: a bad pool fails fast
@@ -105,5 +104,5 @@ def ray_schedule_vec_env(cfg: Any, workers: int, address: str | None, decision: 
     teachers = ray.put(teacher_files([pair for _, pair in pool_configs(cfg)]))
     remote = ray.remote(num_cpus=1)(ScheduleEnvActor)
     raw = cfg.to_dict()
-    actors = [remote.remote(raw, seeds, teachers, decision) for seeds in slices]
+    actors = [remote.remote(raw, seeds, teachers) for seeds in slices]
     return RayVecEnv(actors), (ray.shutdown if started else (lambda: None))

@@ -11,10 +11,9 @@
 - ``results.json`` (last) and the TensorBoard event file (reference curves of ``env.reward_reference``
   are cached once for all trainings in ``$RLTEMP_CACHE/references``).
 
-PPO or A2C on ``rltemp/KDSchedule-v0`` (``agent.decision: epoch``) or ``rltemp/KDRunSchedule-v0``
-(``run``), one student per worker (``jobs``: SB3's ``SubprocVecEnv``, or Ray actors), each rollout
-``episodes_per_rollout`` whole episodes per worker, so rollouts end on episode boundaries and γ = 1
-telescopes each episode's rewards.
+PPO or A2C on ``rltemp/KDRunSchedule-v0`` (one decision per student run, from a probe: a
+contextual bandit), one student per worker (``jobs``: SB3's ``SubprocVecEnv``, or Ray actors), each
+rollout ``episodes_per_rollout`` whole episodes per worker.
 """
 
 from __future__ import annotations
@@ -37,6 +36,7 @@ from rltemp.agents.export import export_policy, policy_meta, schedule_head, writ
 from rltemp.agents.factories import schedule_vec_env
 from rltemp.agents.sb3 import make_model, restore
 from rltemp.config import Config, dump_yaml, load_config, pool_configs
+from rltemp.envs.run_env import KDRunScheduleEnv
 from rltemp.errors import ConfigError, RltempError
 from rltemp.kd.forms import schedule_form
 from rltemp.kd.pipeline import get_teacher, prepare_data
@@ -61,10 +61,10 @@ def _vec_env(cfg: Config, agent: AgentConfig, jobs: int, backend: str, address: 
     if backend == "ray":
         from rltemp.agents.ray_envs import ray_schedule_vec_env
 
-        ray_venv, shutdown = ray_schedule_vec_env(cfg, jobs, address, agent.decision)
+        ray_venv, shutdown = ray_schedule_vec_env(cfg, jobs, address)
         venv: VecEnv = VecMonitor(ray_venv)
     else:
-        venv = schedule_vec_env(cfg, jobs, agent.decision)
+        venv = schedule_vec_env(cfg, jobs)
     norm = None
     if agent.policy.normalize_obs:  # running mean / std of every column; no clipping, so export can fold it exactly
         norm = venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=float("inf"))
@@ -102,7 +102,7 @@ def _selection(cfg: Config, agent: AgentConfig, jobs: int, model_norm: Callable[
     if not cfg.env.eval_seeds:
         raise ConfigError("agent.eval_every needs env.eval_seeds: the held-out training students to select on")
     eval_cfg = cfg.replace(env=dataclasses.replace(cfg.env, seeds=list(cfg.env.eval_seeds), eval_seeds=[]))
-    venv = schedule_vec_env(eval_cfg, min(jobs, len(cfg.env.eval_seeds)), agent.decision)
+    venv = schedule_vec_env(eval_cfg, min(jobs, len(cfg.env.eval_seeds)))
     students = [(i, s) for i in range(len(pool_configs(cfg))) for s in cfg.env.eval_seeds]
 
     def on_best() -> None:
@@ -128,7 +128,7 @@ def train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, jo
     history = (ckpt or {}).get("history", {})
     close_eval: Callable[[], None] = lambda: None  # noqa: E731
     try:
-        steps = venv.get_attr("steps", [0])[0]  # decisions per episode
+        steps = KDRunScheduleEnv.steps  # decisions per episode
         model = make_model(agent.algo, agent.policy, agent.hyperparams, venv, cfg.seed, writer, "cpu",
                            (cfg.env.t_min, cfg.env.t_max), n_steps=agent.episodes_per_rollout * steps)
         done = 0

@@ -11,7 +11,7 @@ in a plain epoch.
 - Observation ``Box(0, 1, (N, F), float32)``, N = the training split's size: each instance's
   features (``env.features``, :mod:`rltemp.kd.features`) from the logits of the last optimiser step
   that saw it (its previous epoch; before the first epoch, one inference pass of the initial
-  student), with the global features (progress, last validation accuracy, loss average) of *now*.
+  student).
   No extra forward pass: the logits are kept as the epoch's steps make them.
 - Action ``Box(-1, 1, (N,))``, once per epoch for all N instances: with ``env.base_policy`` (the
   default: the shipped policy) a modulation of that policy's schedule temperature for the epoch,
@@ -49,7 +49,7 @@ from rltemp.envs.base import StudentRunsEnv, observation_box
 from rltemp.envs.rewards import InputCapture, alignment, evaluate_with_gradient, influence, last_linear
 from rltemp.kd.features import FeatureInput, check_features, compute_features
 from rltemp.kd.forms import Head, Modulator, action_to_temperature
-from rltemp.kd.policy import ScheduleDecisions, load_schedule_base
+from rltemp.kd.policy import load_schedule_base
 from rltemp.kd.trainer import predict_logits
 
 
@@ -96,7 +96,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         teacher's side is computed once per episode when its logits are cached (they never change)."""
         d = self.distiller
         zt = d.teacher_cache if d.teacher_cache is not None else self._zt
-        inp = FeatureInput(self._zs, zt, d.data.train.y, d.progress, d.last_val_acc, d.loss_ema)
+        inp = FeatureInput(self._zs, zt, d.data.train.y)
         if d.teacher_cache is not None:
             if self._teacher_side is None:
                 self._teacher_side = {k: getattr(inp, k) for k in ("p_t", "top1_t")}
@@ -128,10 +128,10 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         self._zs = predict_logits(d.student, d.data.train, d.data).float()
         self._zt = predict_logits(self.teacher, d.data.train, d.data).float() if d.teacher_cache is None else None
         self._teacher_side: dict[str, Any] | None = None
-        self._base = ScheduleDecisions(self.base) if self.base is not None else None
-        probe = self.base.form.probe if self.base is not None else None
-        if probe is not None:  # a run-level base schedule decides once, from a probe of the fresh student
-            self._base.action = self.base.act(d.probe(probe.epochs, probe.temperature))
+        self._base_action = None
+        if self.base is not None:  # the base schedule decides once, from a probe of the fresh student
+            probe = self.base.form.probe
+            self._base_action = self.base.act(d.probe(probe.epochs, probe.temperature))
         self._acc_prev = self._validate()[0]
         return compute_features(self.features, self._features()).cpu().numpy(), {**info, "val_acc": self._acc_prev}
 
@@ -139,8 +139,8 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         d = self.running_distiller()
         a = self.action_tensor(action)
         t_sched = None
-        if self._base is not None:  # the schedule's temperature for this epoch, from the state at its start
-            t_sched = self._base.temperature(d.state())
+        if self._base_action is not None:  # the schedule's temperature for this epoch
+            t_sched = self.base.form.temperature(self._base_action, d.progress)
         g_w, g_b = self._g_w, self._g_b  # the descent direction at the epoch's start
         # the epoch's temperature for every instance (with a schedule: centred over the epoch's decisions)
         temps_all, n_bad = self.instance_temperatures(a, t_sched)

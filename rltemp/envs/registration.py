@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-SCHEDULE_ENV_ID = "rltemp/KDSchedule-v0"  # one decision per epoch
 RUN_SCHEDULE_ENV_ID = "rltemp/KDRunSchedule-v0"  # one schedule decision per student run, from a probe
 INSTANCE_EPOCH_ENV_ID = "rltemp/KDInstanceEpoch-v0"  # one decision per training instance and epoch
 ENTRY_POINTS = {
-    SCHEDULE_ENV_ID: "rltemp.envs.schedule_env:KDScheduleEnv",
     RUN_SCHEDULE_ENV_ID: "rltemp.envs.run_env:KDRunScheduleEnv",
     INSTANCE_EPOCH_ENV_ID: "rltemp.envs.instance_epoch_env:KDInstanceEpochEnv",
 }

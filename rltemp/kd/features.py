@@ -1,9 +1,10 @@
 """Observation features, independent of architecture and number of classes, all in [0, 1].
 
+- Global features (:data:`GLOBAL_FEATURES`): one value per decision, from a training state
+  (:class:`GlobalState`) — the scale-free student/teacher statistics of its last validation pass
+  (:class:`ValStats`), which the shipped policy reads from a probe of the student.
 - Instance features (:data:`FEATURES`): one row per instance, computed from the logits the training
-  step already has (no extra forward pass); the global ones are broadcast to every row.
-- Global features (:data:`GLOBAL_FEATURES`): one value per decision, from the training state
-  (:class:`GlobalState`: progress, last validation accuracy, recent loss). A schedule policy observes these.
+  step already has (no extra forward pass); online mode's modulator reads these.
 
 The feature *sets* are recorded with a trained policy, and transfer refuses a policy whose set
 this version does not have.
@@ -29,7 +30,7 @@ from rltemp.registry import Registry
 
 @dataclass
 class FeatureInput:
-    """What a feature may read: this batch's logits and labels, and global training state.
+    """What an instance feature may read: this batch's logits and labels.
 
     Shared intermediate results (log-probabilities, top-2, argmax) are computed once per batch.
     """
@@ -37,9 +38,6 @@ class FeatureInput:
     student_logits: torch.Tensor  # (B, C), detached
     teacher_logits: torch.Tensor  # (B, C), detached
     labels: torch.Tensor  # (B,)
-    progress: float  # fraction of optimiser steps done
-    last_val_acc: float  # validation accuracy after the last epoch (0 before the first)
-    loss_ema: float  # moving average of the training loss
 
     @cached_property
     def p_s(self) -> torch.Tensor:
@@ -146,14 +144,7 @@ def moving_average(ema: float, value: float, n: int) -> float:
 
 GlobalFeature = Callable[[GlobalState], float]
 GLOBAL_FEATURES: Registry[GlobalFeature] = Registry("global feature")
-GLOBAL_DOCS = {
-    "progress": "fraction of training steps done",
-    "last_val_acc": "validation accuracy after the last epoch",
-    "recent_loss": "moving average of the training loss, squashed x/(1+x)",
-}
-GLOBAL_FEATURES.register("progress")(lambda s: s.progress)
-GLOBAL_FEATURES.register("last_val_acc")(lambda s: s.last_val_acc)
-GLOBAL_FEATURES.register("recent_loss")(lambda s: s.loss_ema / (1 + s.loss_ema))
+GLOBAL_FEATURES.register("last_val_acc")(lambda s: s.last_val_acc)  # raw: its meaning depends on the class count
 
 
 def _val(fn: Callable[[ValStats], float]) -> GlobalFeature:
@@ -178,18 +169,6 @@ GLOBAL_FEATURES.register("teacher_entropy")(_val(lambda v: v.ent_t))
 def global_features(names: list[str], state: GlobalState) -> torch.Tensor:
     """The named global features as a (F,) float32 tensor in [0, 1]."""
     return torch.tensor([GLOBAL_FEATURES.get(n)(state) for n in names], dtype=torch.float32).clamp(0.0, 1.0)
-
-
-def _broadcast(name: str) -> Feature:
-    def feature(f: FeatureInput) -> torch.Tensor:
-        value = GLOBAL_FEATURES.get(name)(GlobalState(f.progress, f.last_val_acc, f.loss_ema))
-        return torch.full(f.labels.shape, float(value), dtype=torch.float32, device=f.labels.device)
-
-    return feature
-
-
-for _name, _doc in GLOBAL_DOCS.items():  # the training-state features, broadcast to every row
-    _register(_name, f"{_doc} (global)")(_broadcast(_name))
 
 
 def check_features(names: list[str], field: str = "env.features", registry: Registry = FEATURES) -> list[str]:

@@ -2,14 +2,12 @@
 observation width, its decision rule and its action → temperature map.
 
 Every consumer — the ``policy:`` strategy, :class:`~rltemp.kd.controller.TemperatureController`,
-the schedule environments, the training callbacks and the export — asks the form, so a new form
+the environments, the training callbacks and the export — asks the form, so a new form
 touches this file (and its environment) only.
 
 Action map (all forms): an action a ∈ [-1, 1] is a temperature on a log scale,
 T = exp(log t_min + (a + 1) / 2 · (log t_max − log t_min)), out-of-range actions clipped.
 
-- :class:`EpochSchedule` (``"decision": "epoch"``): one decision per epoch, from the global state at
-  its start (:class:`~rltemp.kd.features.GlobalState`); action (1,).
 - :class:`ProbeSchedule` (``"decision": "run"``): one decision per student run, made before the first
   epoch from a *probe* — a throwaway copy of the student distilled for ``probe.epochs`` of an epoch
   at ``probe.temperature`` (:meth:`~rltemp.kd.trainer.Distiller.probe`); action (2,) = (a_start,
@@ -93,7 +91,7 @@ class Head:
         try:
             probe = raw.get("probe")
             head = cls(
-                decision=str(raw.get("decision", "epoch")), algo=str(raw["algo"]),
+                decision=str(raw.get("decision", "")), algo=str(raw["algo"]),
                 features=[str(f) for f in raw["features"]], net_arch=[int(w) for w in raw["net_arch"]],
                 activation=str(raw["activation"]), reward_reference=str(raw.get("reward_reference", "")),
                 probe=Probe(float(probe["epochs"]), float(probe["temperature"])) if probe else None,
@@ -112,7 +110,6 @@ class Form:
 
     decision: ClassVar[str]
     outputs: ClassVar[int]  # action width
-    every_epoch: ClassVar[bool] = False  # decides again at the start of every epoch
 
     def __init__(self, head: Head, t_min: float, t_max: float) -> None:
         self.head, self.t_min, self.t_max = head, float(t_min), float(t_max)
@@ -143,20 +140,6 @@ class Form:
 
 
 FORMS: Registry[type[Form]] = Registry("policy form")
-
-
-@FORMS.register("epoch")
-class EpochSchedule(Form):
-    decision = "epoch"
-    outputs = 1
-    every_epoch = True
-
-    def temperature(self, action: torch.Tensor, progress: float) -> float:
-        return float(action_to_temperature(torch.as_tensor(action).reshape(-1)[:1], self.t_min, self.t_max)[0])
-
-    def schedule(self, actions: Any, epochs: int) -> list[float]:
-        a = torch.as_tensor(actions, dtype=torch.float32).reshape(-1)
-        return action_to_temperature(a, self.t_min, self.t_max).tolist()
 
 
 @FORMS.register("run")
@@ -205,7 +188,8 @@ class Modulator(Form):
 
 
 def schedule_form(head: Head, t_min: float, t_max: float, where: str = "policy") -> Form:
-    """The schedule form a head declares (``epoch`` or ``run``), checked."""
+    """The schedule form a head declares (``run``), checked (the per-epoch form of earlier versions was
+    retired with the policy that used it: ``benchmarks/RESULTS.md``, ablation J)."""
     if head.decision == Modulator.decision or head.decision not in FORMS:
         valid = [n for n in FORMS.names() if n != Modulator.decision]
         raise RltempError(f"{where}: unknown schedule decision {head.decision!r}; this rltemp knows {', '.join(valid)}")

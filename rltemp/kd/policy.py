@@ -2,8 +2,8 @@
 
 Plain torch (no gymnasium, no stable-baselines3), so a policy transfers to any run.
 
-A policy has a *schedule head* (a form of :mod:`rltemp.kd.forms`: one decision per epoch, or one per
-run from a probe) and optionally a per-instance *modulator*. The temperature of instance i is
+A policy has a *schedule head* (:mod:`rltemp.kd.forms`: one decision per run, made from a probe of
+the student) and optionally a per-instance *modulator*. The temperature of instance i is
 ``T_i = clip(T_sched · m_i, t_min, t_max)``, m_i = 1 without a modulator. Both heads are small MLPs
 (``Linear``/activation layers and a final ``Linear``); the deterministic action is the Gaussian
 mean clipped to [-1, 1], as SB3's PPO / A2C act deterministically.
@@ -17,7 +17,6 @@ versions). Nothing is unpickled. ``policy:NAME`` also finds the shipped policies
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -117,26 +116,6 @@ class TemperaturePolicy(nn.Module):
         return self.modulator_form.temperatures(t_sched, b).to(inp.labels.device)
 
 
-class ScheduleDecisions:
-    """A policy's schedule over one student run, for the strategy and the controller alike: the
-    form's decision is made from the state at an epoch's start (an epoch-level form, every epoch;
-    a run-level form, once, from the probe's state) and kept in :attr:`action`."""
-
-    def __init__(self, policy: TemperaturePolicy) -> None:
-        self.policy = policy
-        self.action: torch.Tensor | None = None
-
-    @property
-    def due(self) -> bool:
-        return self.action is None or self.policy.form.every_epoch
-
-    def temperature(self, state: GlobalState) -> float:
-        """Decide if due (from ``state``), then the temperature at ``state.progress``."""
-        if self.due:
-            self.action = self.policy.act(state)
-        return self.policy.form.temperature(self.action, state.progress)
-
-
 def pretrained_roots() -> list[Path]:
     """Where ``policy:NAME`` looks for shipped policies: ``./agents/pretrained`` and the source tree's."""
     roots = [Path.cwd() / "agents" / "pretrained", Path(__file__).resolve().parents[2] / "agents" / "pretrained"]
@@ -218,66 +197,54 @@ def load_schedule_base(path: str | Path, field: str = "env.base_policy") -> Temp
 class PolicyStrategy(TemperatureStrategy):
     """``policy:PATH`` — a trained policy, frozen and deterministic (transfer: no RL at distill time).
 
-    At the first step of each epoch the schedule decides if its form is due (:class:`ScheduleDecisions`),
-    from the Distiller's global state — exactly what the environment observes; a run-level form
-    first probes the student's initial weights (:meth:`~rltemp.kd.trainer.Distiller.probe`). Each
-    step, the modulator (if any) reads the batch's features from the logits the step already has. A
-    run-level decision is kept in the buffer ``run_decision``, so a resumed run goes on with it
-    without probing again. Works for any architecture, seed, dataset or batch size.
+    At the run's first step the schedule probes the student's initial weights
+    (:meth:`~rltemp.kd.trainer.Distiller.probe`) and decides the whole schedule from the probe's
+    state — exactly what the environment observes; every epoch then runs at the schedule's
+    temperature for its progress. Each step, the modulator (if any) reads the batch's features from
+    the logits the step already has. The decision is kept in the buffer ``run_decision``, so a resumed
+    run goes on with it without probing again. Works for any architecture, seed, dataset or batch size.
     """
 
     def __init__(self, path: str) -> None:
         super().__init__()
         self.policy = load_policy(path)
         self.per_instance = self.policy.modulator is not None
-        self.decisions = ScheduleDecisions(self.policy)
         self._distiller: Any = None
         self.t_sched = math.nan
+        self._progress = 0.0
         self._due = True
         self._observed: dict[str, float] | None = None
-        if not self.policy.form.every_epoch:  # the run's decision; NaN until decided
-            self.register_buffer("run_decision", torch.full((self.policy.form.outputs,), math.nan))
+        self.register_buffer("run_decision", torch.full((self.policy.form.outputs,), math.nan))  # NaN until decided
 
     def attach(self, distiller: Any) -> None:
         self._distiller = distiller
-        if self.policy.form.probe is not None:  # the weights the student starts with, for the probe at the first step
-            self._initial = {k: v.detach().clone() for k, v in distiller.student.state_dict().items()}
+        self._initial = {k: v.detach().clone() for k, v in distiller.student.state_dict().items()}  # for the probe
 
     def parameters(self, recurse: bool = True):  # noqa: ANN201 - frozen: nothing for the optimiser
         return iter(())
 
-    def _state(self, progress: float) -> GlobalState:
-        d = self._distiller
-        return dataclasses.replace(d.state(), progress=progress) if d is not None else GlobalState(progress, 0.0, 0.0)
-
     def on_epoch_start(self, epoch: int, num_epochs: int) -> None:
         d = self._distiller
-        self._epoch_progress = d.progress if d is not None else epoch / num_epochs
+        self._progress = d.progress if d is not None else epoch / num_epochs
         self._due = True
 
     def _decide(self) -> None:
-        state = self._state(self._epoch_progress)
-        form = self.policy.form
-        if not form.every_epoch:
-            if bool(torch.isnan(self.run_decision).any()):  # a fresh run: decide now, from the probe
-                if self._distiller is None:
-                    raise RltempError("the policy has not decided a temperature: attach it to a Distiller first")
-                probe = form.probe
-                probed = self._distiller.probe(probe.epochs, probe.temperature, initial=self._initial)
-                self.run_decision.copy_(self.policy.act(probed))
-                self._observed = self.policy.observation(probed)
-            self.decisions.action = self.run_decision.clone()
-        elif self.decisions.due:
-            self._observed = self.policy.observation(state)
-        self.t_sched = self.decisions.temperature(state)
+        if bool(torch.isnan(self.run_decision).any()):  # a fresh run: decide now, from a probe of the student
+            if self._distiller is None:
+                raise RltempError("the policy has not decided a temperature: attach it to a Distiller first")
+            probe = self.policy.form.probe
+            probed = self._distiller.probe(probe.epochs, probe.temperature, initial=self._initial)
+            self.run_decision.copy_(self.policy.act(probed))
+            self._observed = self.policy.observation(probed)
+        self.t_sched = self.policy.form.temperature(self.run_decision, self._progress)
         self._due = False
+
+    def schedule_temperature(self) -> float | None:
+        return self.t_sched
 
     def observed(self) -> dict[str, float] | None:
         out, self._observed = self._observed, None
         return out
-
-    def schedule_temperature(self) -> float | None:
-        return self.t_sched
 
     @torch.no_grad()
     def forward(self, teacher_logits, student_logits, labels, progress):  # noqa: ANN001, ANN201
@@ -285,10 +252,8 @@ class PolicyStrategy(TemperatureStrategy):
             self._decide()
         if self.policy.modulator is None:
             return torch.full((student_logits.shape[0],), self.t_sched, device=student_logits.device)
-        s = self._state(progress)
-        inp = FeatureInput(student_logits.detach(), teacher_logits.detach(), labels, s.progress, s.last_val_acc,
-                           s.loss_ema)
-        return self.policy.temperatures(self.t_sched, inp)
+        return self.policy.temperatures(self.t_sched, FeatureInput(student_logits.detach(), teacher_logits.detach(),
+                                                                   labels))
 
 
 @STRATEGIES.register("policy")

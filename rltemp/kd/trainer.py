@@ -74,8 +74,12 @@ def evaluate(model: nn.Module, split: Split, data: DataBundle, batch_size: int =
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, split: Split, data: DataBundle, batch_size: int = 1024) -> torch.Tensor:
+    """``model``'s logits over ``split`` in eval mode (its mode restored), no gradients."""
+    was_training = model.training
     model.eval()
-    return torch.cat([model(data.preprocess(x, False, None)) for x, _, _ in split.batches(batch_size)])
+    out = torch.cat([model(data.preprocess(x, False, None)) for x, _, _ in split.batches(batch_size)])
+    model.train(was_training)
+    return out
 
 
 @dataclass
