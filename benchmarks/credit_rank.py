@@ -56,7 +56,8 @@ def main() -> None:
     print(f"{a.preset} {' '.join(a.overrides)}: rank {a.rank}, student seed {a.seed}, {len(rows)} epochs")
     print(f"  Pearson(exact, rank-{a.rank}): min {r[:, 0].min():.4f}, median {np.median(r[:, 0]):.4f}")
     print(f"  max |change| per epoch: max {r[:, 1].max():.4f}, median {np.median(r[:, 1]):.4f}")
-    print(f"  bound ||G - G_r|| / ||G||: max {r[:, 2].max():.3f}; std of the exact cosines: median {np.median(r[:, 3]):.3f}")
+    print(f"  bound ||G - G_r|| / ||G||: max {r[:, 2].max():.3f}; std of the exact cosines: median "
+          f"{np.median(r[:, 3]):.3f}")
 
 
 if __name__ == "__main__":

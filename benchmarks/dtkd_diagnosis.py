@@ -27,7 +27,8 @@ def main() -> None:
     from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
     from rltemp.kd.trainer import Distiller
 
-    print(f"{a.preset}, seed {a.seed}: validation accuracy after each epoch; last epoch's mean max logits and (T_t, T_s)")
+    print(f"{a.preset}, seed {a.seed}: validation accuracy after each epoch; last epoch's mean max logits and (T_t, "
+          f"T_s)")
     for spec, detach in (("dtkd", False), ("dtkd:alpha=0", False), ("dtkd:beta=0", False), ("dtkd", True)):
         cfg = load_config(a.preset, [f"distill.temperature={spec}", f"distill.epochs={a.epochs}", f"seed={a.seed}"])
         data, device, strategy = prepare(cfg)

@@ -49,7 +49,8 @@ def main() -> None:
                          build_strategy("fixed:4", StrategyContext(data.num_classes, cfg.distill.epochs)),
                          seed=0, device=device)
 
-    a_epoch = np.full(epoch_env.action_space.shape, temperature_to_action(4.0, cfg.env.t_min, cfg.env.t_max), np.float32)
+    a_epoch = np.full(epoch_env.action_space.shape, temperature_to_action(4.0, cfg.env.t_min, cfg.env.t_max),
+                      np.float32)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {k: [] for k in ("plain epochs", "instance-epoch env")}
 

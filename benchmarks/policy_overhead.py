@@ -2,7 +2,8 @@
 
     python benchmarks/policy_overhead.py [envs/default.yaml] [key=value ...] [--policy default] [--repeats 3]
 
-Runs alternate, the order rotated every repeat (fixed:4, policy, online; policy, online, fixed:4; ...) on the same cached teacher and data, one
+Runs alternate, the order rotated every repeat (fixed:4, policy, online; policy, online, fixed:4; ...)
+on the same cached teacher and data, one
 torch thread each (as the bench's cells run); prints the median wall times (``wall_time_s`` of
 the run: training and per-epoch validation) and the ratios policy / fixed:4 (goal ≤ 1.03) and
 online / fixed:4 (goal ≤ 1.2).

@@ -63,7 +63,8 @@ def main() -> None:
     st = pstats.Stats(prof)
     total = sum(v[2] for v in st.stats.values())  # own time of every function
     rows = sorted(st.stats.items(), key=lambda kv: kv[1][2], reverse=True)[: a.top]
-    print(f"{rltemp.__file__}: {a.preset} {' '.join(a.overrides)} -T {a.temperature}, scope {a.scope}: {steps} KD steps, "
+    print(f"{rltemp.__file__}: {a.preset} {' '.join(a.overrides)} -T {a.temperature}, scope {a.scope}: {steps} KD "
+          f"steps, "
           f"{total:.2f} s profiled, {1e6 * total / steps:.0f} us/step")
     print("| function | calls/step | own us/step | share |")
     print("|---|---|---|---|")

@@ -30,7 +30,8 @@ def main() -> None:
     suite = load_suite(a.suite)
     if a.methods:
         keep = a.methods.split(",")
-        suite = dataclasses.replace(suite, methods=keep, pairs=[dataclasses.replace(p, methods=[]) for p in suite.pairs])
+        suite = dataclasses.replace(suite, methods=keep, pairs=[dataclasses.replace(p,
+                                                                                    methods=[]) for p in suite.pairs])
     for p in suite.pairs:  # teachers cached before either timing
         cfg = load_config(p.config, p.overrides)
         data, device, _ = prepare(cfg)

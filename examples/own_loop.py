@@ -20,7 +20,8 @@ import rltemp
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--policy", default="default", help="a shipped policy name, a train-policy run folder or policy.json")
+    ap.add_argument("--policy", default="default",
+                    help="a shipped policy name, a train-policy run folder or policy.json")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides for the data and teacher")
     a = ap.parse_args()

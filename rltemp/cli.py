@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("teacher", help="train a teacher and save it (also fills the teacher cache)",
-                       description="Train the config's teacher; writes teacher.pt, results.json and a TensorBoard event file.")
+                       description="Train the config's teacher; writes teacher.pt, results.json and a TensorBoard "
+                                   "event file.")
     _add_common(p)
 
     p = sub.add_parser("distill", help="distil a student with a temperature strategy",
@@ -54,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-policy", help="train a temperature policy with stable-baselines3",
                        description="Train a temperature policy across episodes of fresh students on "
-                                   "rltemp/KDRunSchedule-v0: one schedule per run, decided from a probe of the student. "
+                                   "rltemp/KDRunSchedule-v0: one schedule per run, decided from a probe of the "
+                                   "student. "
                                    "Writes policy.pt + policy.json (use with -T policy:RUN_DIR) and checkpoints "
                                    "for --resume. Overrides starting with 'agent.' go to the agent preset "
                                    "(e.g. agent.episodes=4 agent.hyperparams.learning_rate=1e-3).")

@@ -159,8 +159,9 @@ class EnvConfig:
     seeds: list[int] = field(default_factory=lambda: list(range(1000, 1016)))
     # held-out training students for selecting the policy (agent.eval_every): every pair with these seeds
     eval_seeds: list[int] = field(default_factory=list)
-    # reward the gain over the reference run of the same student (rltemp.envs.references, cached): grid (the
-    # best constant T of {1, 2, 4, 8} on its validation: only beating a grid earns), a SPEC such as fixed:4, or "" (none)
+    # reward the gain over the reference run of the same student (rltemp.envs.references, cached): grid
+    # (the best constant T of {1, 2, 4, 8} on its validation: only beating a grid earns), a SPEC such as
+    # fixed:4, or "" (none)
     reward_reference: str = "grid"
     # the schedule (rltemp/KDRunSchedule-v0): one decision per run, before it, from a probe — a throwaway
     # copy of the student distilled for run_probe (a fraction of one epoch) at run_probe_temperature
@@ -197,7 +198,8 @@ class EnvConfig:
         if not 0.0 < self.run_probe <= 1.0:
             raise ConfigError(f"{path}.run_probe must be a fraction of one epoch in (0, 1], got {self.run_probe}")
         if not self.t_min <= self.run_probe_temperature <= self.t_max:
-            raise ConfigError(f"{path}.run_probe_temperature must lie in [t_min, t_max], got {self.run_probe_temperature}")
+            raise ConfigError(f"{path}.run_probe_temperature must lie in [t_min, t_max], got "
+                              f"{self.run_probe_temperature}")
         if self.credit_rank < 0:
             raise ConfigError(f"{path}.credit_rank must be >= 0 (0: exact), got {self.credit_rank}")
 

@@ -22,7 +22,8 @@ class RunDir:
         self.path = path
 
     @classmethod
-    def create(cls, command: str, name: str, out: str | Path | None, config: dict[str, Any], root: str | Path = "runs") -> RunDir:
+    def create(cls, command: str, name: str, out: str | Path | None, config: dict[str, Any],
+               root: str | Path = "runs") -> RunDir:
         if out is None:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             path = Path(root) / f"{command}-{name}-{stamp}"
@@ -52,7 +53,8 @@ class RunDir:
     def write_classes(self, names: list[str] | None) -> None:
         """``classes.json``: the dataset's class names, index by index (datasets that have names)."""
         if names:
-            atomic_write_bytes(self.path / "classes.json", (json.dumps(list(names), ensure_ascii=False) + "\n").encode())
+            atomic_write_bytes(self.path / "classes.json", (json.dumps(list(names),
+                                                                       ensure_ascii=False) + "\n").encode())
 
     def write_results(self, results: dict[str, Any]) -> None:
         atomic_write_bytes(self.path / "results.json", (json.dumps(results, indent=2) + "\n").encode())

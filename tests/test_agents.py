@@ -32,7 +32,8 @@ def test_agent_presets_load_and_validate():
     ("agent.algo=sac", "unknown algorithm 'sac'"),
     ("agent.episodes=0", "agent.episodes must be >= 1"),
     ("agent.hyperparams.learning_rate=lin_fast", "learning_rate must be a positive number or 'lin_<start>'"),
-    ("agent.modulator.policy.activation=gelu", "agent.modulator.policy.activation must be one of tanh, relu, got .gelu."),
+    ("agent.modulator.policy.activation=gelu",
+     "agent.modulator.policy.activation must be one of tanh, relu, got .gelu."),
     ("agent.modulator.policy.normalize_obs=true", "normalize_obs: only the schedule head"),
     ("agent.modulator.policy.init_temperature=3", "init_temperature: only the schedule head"),
     ("agent.online.credit_rank=16", "unknown config key 'agent.online'"),  # online mode's settings are env.*
@@ -49,7 +50,8 @@ def test_linear_schedules_decay_to_zero_over_training():
 
     from rltemp.agents.sb3 import make_model
 
-    agent = load_agent("agents/ppo.yaml", ["agent.hyperparams.learning_rate=lin_1e-3", "agent.hyperparams.clip_range=lin_0.3"])
+    agent = load_agent("agents/ppo.yaml", ["agent.hyperparams.learning_rate=lin_1e-3",
+                                           "agent.hyperparams.clip_range=lin_0.3"])
     venv = DummyVecEnv([lambda: gymnasium.make("Pendulum-v1")])
     model = make_model("ppo", agent.policy, agent.hyperparams, venv, 0, None, "cpu", (1.0, 10.0), n_steps=64)
     assert [model.lr_schedule(p) for p in (1.0, 0.5, 0.0)] == pytest.approx([1e-3, 5e-4, 0.0])
@@ -79,7 +81,8 @@ def test_train_policy_writes_run_folder_and_tensorboard(trained):
     ea.Reload()
     tags = ea.Tags()
     assert {"rollout/ep_rew_mean", "train/value_loss", "train/approx_kl", "train_schedule/episode_return",
-            "train_schedule/T_first_epoch_deterministic", "train_schedule/T_first_epoch_sampled"} <= set(tags["scalars"])
+            "train_schedule/T_first_epoch_deterministic",
+            "train_schedule/T_first_epoch_sampled"} <= set(tags["scalars"])
 
 
 def test_modulator_is_per_instance_equivariant_and_batch_size_free(online_policy):
@@ -230,7 +233,8 @@ def test_kill_9_then_resume_restores_parameters_and_optimiser(tmp_path):
 
     out = tmp_path / "p"
     cmd = [sys.executable, "-m", "rltemp", "train-policy", "envs/mnist1d.yaml", *TINY, "distill.epochs=3",
-           "env.run_probe=0.5", "agent.episodes=60", "agent.episodes_per_rollout=2", "agent.eval_every=0", "--jobs", "1",
+           "env.run_probe=0.5", "agent.episodes=60", "agent.episodes_per_rollout=2", "agent.eval_every=0", "--jobs",
+           "1",
            "--out", str(out), "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ck = out / "checkpoints" / "last.pt"
@@ -304,7 +308,8 @@ def test_a2c_trains(tmp_path):
     res = train_policy(load_config("envs/mnist1d.yaml", [*TINY, "env.run_probe=0.5"]),
                        load_agent("agents/a2c.yaml", ["agent.episodes=4", "agent.episodes_per_rollout=2"]),
                        out=tmp_path, progress=False, jobs=1)
-    assert res["episodes"] == 4 and json.loads((Path(tmp_path) / "policy.json").read_text())["schedule"]["algo"] == "a2c"
+    meta = json.loads((Path(tmp_path) / "policy.json").read_text())
+    assert res["episodes"] == 4 and meta["schedule"]["algo"] == "a2c"
     policy = load_policy(tmp_path)
     a = policy.schedule(torch.rand(5, 5))
     assert a.shape == (5, 2) and (a.abs() <= 1).all()

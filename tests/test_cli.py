@@ -81,7 +81,8 @@ def test_every_strategy_runs_end_to_end(tmp_path, tiny_overrides, spec):
         (["distill.epochz=3"], "unknown config key 'distill.epochz' (did you mean 'epochs'?)"),
         (["data.name=mnist"], "unknown dataset 'mnist' (did you mean 'mnist1d'?)"),
         (["student.model=mlpp"], "unknown model 'mlpp' (did you mean 'mlp'?)"),
-        (["data.name=cifar100", "data.root=/nonexistent", "data.options={}"], "expected train, test in /nonexistent/cifar-100-python"),
+        (["data.name=cifar100", "data.root=/nonexistent", "data.options={}"],
+         "expected train, test in /nonexistent/cifar-100-python"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_results(tmp_path, tiny_overrides, capsys, args, message):
@@ -102,7 +103,8 @@ def test_bad_input_in_a_real_process_exits_2_with_one_line(tmp_path, tiny_overri
          "--temperature", "fixd:4"], capture_output=True, text=True,
     )
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
-        "rltemp: error: unknown temperature strategy 'fixd' (did you mean 'fixed'?); valid: " + proc.stderr.split("valid: ")[1].strip()]
+        "rltemp: error: unknown temperature strategy 'fixd' (did you mean 'fixed'?); valid: "
+        + proc.stderr.split("valid: ")[1].strip()]
     assert not (out / "results.json").exists()
 
 
@@ -116,7 +118,8 @@ def test_internal_errors_exit_1_with_a_hint_not_2(tmp_path, tiny_overrides, caps
     monkeypatch.setattr(trainer.Distiller, "train_step", boom)
     rc = main(["distill", "envs/mnist1d.yaml", "--out", str(tmp_path / "r"), "--no-progress", *tiny_overrides])
     err = capsys.readouterr().err
-    assert rc == 1 and "rltemp: internal error: ValueError: shapes (3,) and (4,) not aligned" in err and "--debug" in err
+    assert rc == 1 and "--debug" in err
+    assert "rltemp: internal error: ValueError: shapes (3,) and (4,) not aligned" in err
     assert not (tmp_path / "r" / "results.json").exists()
 
 
@@ -218,7 +221,8 @@ def test_gpu_options_amp_and_channels_last_run_on_cpu(tmp_path):
 def test_backend_ray_without_ray_installed_is_one_clear_line(tmp_path):
     """Simulated with ray made unimportable in the child interpreter."""
     code = ("import sys; sys.modules['ray'] = None; from rltemp.cli import main; "
-            f"sys.exit(main(['bench', 'benchmarks/suites/default.yaml', '--backend', 'ray', '--out', {str(tmp_path)!r}]))")
+            f"sys.exit(main(['bench', 'benchmarks/suites/default.yaml', '--backend', 'ray', '--out', "
+            f"{str(tmp_path)!r}]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "rltemp: error: --backend ray needs Ray: pip install -e '.[ray]' (or pip install 'ray>=2.9')"]

@@ -43,7 +43,8 @@ def test_yaml_tags_are_not_executed(tmp_path):
 
 
 def test_unknown_dataset_lists_valid_names():
-    with pytest.raises(UnknownNameError, match="did you mean 'mnist1d'.*valid: arrays, cifar10, cifar100, digits, fashion-mnist, glyphs, imagefolder, mnist1d"):
+    with pytest.raises(UnknownNameError, match="did you mean 'mnist1d'.*valid: arrays, cifar10, cifar100, digits, "
+                                               "fashion-mnist, glyphs, imagefolder, mnist1d"):
         load_dataset(DataConfig(name="mnist1"))
 
 

@@ -16,10 +16,12 @@ def test_controller_equals_the_policy_strategy_in_the_distiller(which, request):
     from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
     from rltemp.kd.trainer import Distiller
 
-    out = request.getfixturevalue("trained")[0] if which == "schedule only" else request.getfixturevalue("online_policy")
+    out = request.getfixturevalue("trained")[0] if which == "schedule only" else \
+        request.getfixturevalue("online_policy")
     cfg = load_config("envs/mnist1d.yaml", [*TINY, f"distill.temperature=policy:{out}", "seed=3"])
     data, device, strategy = prepare(cfg)
-    d = Distiller(cfg.distill, data, build_student_model(cfg, data, 3), get_teacher(cfg, data, device), strategy, seed=3)
+    d = Distiller(cfg.distill, data, build_student_model(cfg, data, 3), get_teacher(cfg, data, device), strategy,
+                  seed=3)
     ctl = rltemp.TemperatureController.load(out)
     assert ctl.features["schedule"][:2] == ["rel_acc", "agreement"] and ctl.reads_logits
     assert bool(ctl.features["instance"]) == (which == "schedule and modulator")

@@ -1,6 +1,6 @@
 """The TensorBoard a suite writes, read back from its event files: the dashboard layout names tags
-that exist, figures only for per-instance policy runs and policy training, one hparams schema, short run names, and the training
-run's deterministic-vs-sampled schedule views."""
+that exist, figures only for per-instance policy runs, policy training and the bench's schedule chart,
+one hparams schema, short run names, and the training run's deterministic-vs-sampled schedule views."""
 
 import json
 import re
@@ -30,7 +30,8 @@ def suite_dir(tmp_path_factory, online_policy):
     suite = Suite(name="dash", seeds=[0, 1], pairs=[PairSpec("seen", "envs/mnist1d.yaml", [*TINY, "distill.epochs=3"])],
                   methods=["fixed:4", "ls", f"policy:{online_policy}", "policy"],
                   # the fresh policy is run-level (its per-kind charts need one); the online policy has a modulator
-                  policy=PolicySpec("agents/ppo.yaml", ["agent.episodes=6", "agent.episodes_per_rollout=2", "agent.eval_every=0"]),
+                  policy=PolicySpec("agents/ppo.yaml", ["agent.episodes=6", "agent.episodes_per_rollout=2",
+                                                        "agent.eval_every=0"]),
                   references=["fixed:4"])
     run_suite(suite, out, jobs=1, progress=False)
     return out

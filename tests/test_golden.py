@@ -82,7 +82,8 @@ def test_dtkd_objective_is_the_reference_objective_with_gradients_through_the_te
     same(custom.objective(zs_pos, zt, y, 3)[0], ref(zs_pos, 4, 1.0, 0.5, 2.0, 10), zs_pos)
     # the warm-up is scaled to short budgets: 20 reference epochs of 240 are 2.5 of a 30-epoch run
     short = build_strategy("dtkd", StrategyContext(C, 30))
-    assert float(short.objective(zs_pos, zt, y, 0)[0].detach()) == pytest.approx(float(ref(zs_pos, 20 / 2.5).detach()), rel=1e-9)
+    assert float(short.objective(zs_pos, zt, y, 0)[0].detach()) == pytest.approx(float(ref(zs_pos, 20 / 2.5).detach()),
+                                                                                 rel=1e-9)
 
 
 def test_logit_standardization_matches_reference():
@@ -106,7 +107,8 @@ def test_ctkd_temperature_map_initial_value_gradient_reversal_and_lambda_curricu
     assert float(t0[0].detach()) == pytest.approx(1 + 20 / (1 + math.exp(-1)), rel=1e-6)
     assert float(strategy.theta) == pytest.approx(1.0, rel=1e-6)
 
-    def ref_lambda(epoch_1based, loops=10):  # CosineDecay(max_value=0, min_value=-1, num_loops=10); GRL multiplies by it
+    def ref_lambda(epoch_1based,
+                   loops=10):  # CosineDecay(max_value=0, min_value=-1, num_loops=10); GRL multiplies by it
         i = min(max(epoch_1based, 0), loops)
         return ((math.cos(i * math.pi / loops) + 1.0) * 0.5) * (0 - (-1)) + (-1)
 

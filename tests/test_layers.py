@@ -14,8 +14,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "rltemp"
 ABOVE = {  # layer -> what it must never import
-    "data": ("gymnasium", "stable_baselines3", "rltemp.kd", "rltemp.envs", "rltemp.agents", "rltemp.experiments", "rltemp.cli"),
-    "models": ("gymnasium", "stable_baselines3", "rltemp.kd", "rltemp.envs", "rltemp.agents", "rltemp.experiments", "rltemp.cli"),
+    "data": ("gymnasium", "stable_baselines3", "rltemp.kd", "rltemp.envs", "rltemp.agents", "rltemp.experiments",
+             "rltemp.cli"),
+    "models": ("gymnasium", "stable_baselines3", "rltemp.kd", "rltemp.envs", "rltemp.agents", "rltemp.experiments",
+               "rltemp.cli"),
     "kd": ("gymnasium", "stable_baselines3", "rltemp.envs", "rltemp.agents", "rltemp.experiments", "rltemp.cli"),
     "envs": ("stable_baselines3", "rltemp.agents", "rltemp.experiments", "rltemp.cli"),
     "agents": ("rltemp.experiments", "rltemp.cli"),
@@ -42,7 +44,8 @@ def test_layer_source_imports_point_down(layer):
 
 def test_layers_own_their_rooms():
     """Orchestration (bench, quickstart, parallel runs, statistics) is not in the SB3 layer."""
-    assert not {"bench.py", "quickstart.py", "parallel.py", "stats.py"} & {f.name for f in (ROOT / "agents").glob("*.py")}
+    assert not {"bench.py", "quickstart.py", "parallel.py",
+                "stats.py"} & {f.name for f in (ROOT / "agents").glob("*.py")}
     assert {"bench.py", "quickstart.py", "parallel.py", "stats.py", "runner.py"} <= {
         f.name for f in (ROOT / "experiments").glob("*.py")}
 

@@ -65,7 +65,8 @@ def test_arrays_and_imagefolder_give_identical_splits(own):
 
 @pytest.mark.parametrize("data", ["arrays", "imagefolder"])
 def test_distill_and_bench_run_on_your_own_data(own, tmp_path, data):
-    opts = f"data.options={{path: {own / 'data.npz'}}}" if data == "arrays" else f"data.options={{root: {own / 'images'}}}"
+    where = f"path: {own / 'data.npz'}" if data == "arrays" else f"root: {own / 'images'}"
+    opts = f"data.options={{{where}}}"
     over = [f"data.name={data}", opts, *SMALL, "student.model=mlp"]
     assert main(["distill", "envs/default.yaml", "-T", "policy:default", "--out", str(tmp_path / "d"), "--no-progress",
                  *over]) == 0
@@ -83,16 +84,19 @@ def test_distill_and_bench_run_on_your_own_data(own, tmp_path, data):
 BAD_ARRAYS = {
     "wrong rank": (dict(x_train=np.zeros((6,)), y_train=np.zeros(6, np.int64)), "x_train has rank 1"),
     "labels out of range": (dict(x_train=np.zeros((6, 2)), y_train=np.array([0, 1, 2, 0, 1, 2]),
-                                 x_test=np.zeros((2, 2)), y_test=np.array([0, 7])), "y_test has the label 7, out of range"),
+                                 x_test=np.zeros((2, 2)), y_test=np.array([0, 7])),
+                                 "y_test has the label 7, out of range"),
     "negative label": (dict(x_train=np.zeros((6, 2)), y_train=np.array([0, 1, -1, 0, 1, 0])), "negative label"),
     "NaN": (dict(x_train=np.full((6, 2), np.nan), y_train=np.array([0, 1, 0, 1, 0, 1])), "NaN or infinite"),
-    "mismatched lengths": (dict(x_train=np.zeros((6, 2)), y_train=np.zeros(5, np.int64)), "has 6 rows but y_train has 5"),
+    "mismatched lengths": (dict(x_train=np.zeros((6, 2)), y_train=np.zeros(5, np.int64)),
+                           "has 6 rows but y_train has 5"),
     "float labels": (dict(x_train=np.zeros((6, 2)), y_train=np.zeros(6)), "y_train must be a 1-D integer array"),
     "missing y": (dict(x_train=np.zeros((6, 2))), "no y_train"),
     "one class": (dict(x_train=np.zeros((6, 2)), y_train=np.zeros(6, np.int64)), "at least 2 are needed"),
     "empty test": (dict(x_train=np.zeros((6, 2)), y_train=np.array([0, 1, 0, 1, 0, 1]),
                         x_test=np.zeros((0, 2)), y_test=np.zeros(0, np.int64)), "the test split is empty"),
-    "string x": (dict(x_train=np.array([["a", "b"]] * 6), y_train=np.array([0, 1, 0, 1, 0, 1])), "numbers are expected"),
+    "string x": (dict(x_train=np.array([["a", "b"]] * 6), y_train=np.array([0, 1, 0, 1, 0, 1])),
+                 "numbers are expected"),
 }
 
 
@@ -145,7 +149,8 @@ def test_bad_images_give_one_line_and_exit_2_or_are_skipped(own, tmp_path):
                 "--out", str(tmp_path / "run"))
     _assert_one_line_exit_2(proc, "9999.png: not a readable image", tmp_path / "run")
     proc = _cli("distill", "envs/default.yaml", "data.name=imagefolder",
-                f"data.options={{root: {root}, skip_bad: true}}", *SMALL, "--out", str(tmp_path / "ok"), "--no-progress")
+                f"data.options={{root: {root}, skip_bad: true}}", *SMALL, "--out", str(tmp_path / "ok"),
+                "--no-progress")
     assert proc.returncode == 0 and "skipped 1 unreadable image" in proc.stderr, proc.stderr
     Image.fromarray(np.zeros((5, 9), np.uint8)).save(root / "train" / "line" / "9999.png")
     proc = _cli("distill", "envs/default.yaml", "data.name=imagefolder", f"data.options={{root: {root}}}", *SMALL,

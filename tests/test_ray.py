@@ -46,7 +46,8 @@ def test_ray_suite_equals_process_suite_and_survives_a_killed_worker(tmp_path):
     a = run_bench(suite, tmp_path / "process", jobs=2, progress=False)["rows"]
     b = run_bench(suite, tmp_path / "ray", jobs=2, progress=False, backend="ray")["rows"]
     key = lambda r: (r["method"], r["seed"])  # noqa: E731
-    assert sorted((key(r), r["test_acc"], r["val_acc"]) for r in a) == sorted((key(r), r["test_acc"], r["val_acc"]) for r in b)
+    assert sorted((key(r), r["test_acc"], r["val_acc"]) for r in a) == sorted((key(r), r["test_acc"],
+                                                                               r["val_acc"]) for r in b)
     for r in b:
         folder = Path(r["run_dir"])
         assert (folder / "results.json").exists() and (folder / "last.pt").exists()

@@ -65,7 +65,8 @@ def test_a_constant_decision_reproduces_distill_fixed_T(tmp_path):
     last = torch.load(out / "last.pt", weights_only=True)["model"]
     for k, v in env.distiller.student.state_dict().items():
         assert torch.allclose(v, last[k], atol=1e-5), k
-    assert info["val_acc"] == pytest.approx(ref["val_acc"], abs=1e-9) and info["temperatures"] == pytest.approx([4.0] * 4)
+    assert info["val_acc"] == pytest.approx(ref["val_acc"],
+                                            abs=1e-9) and info["temperatures"] == pytest.approx([4.0] * 4)
 
 
 def test_reward_is_the_gain_over_the_reference_run(tmp_path):

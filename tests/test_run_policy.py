@@ -26,11 +26,13 @@ def probe_temperatures(decision, epochs=4):
 
 
 def policy_distiller(policy_dir, seed, overrides=()):
-    """A Distiller of the tiny config's student ``seed`` (with ``overrides``) distilled with ``-T policy:policy_dir``."""
+    """A Distiller of the tiny config's student ``seed`` (with ``overrides``), distilled with
+    ``-T policy:policy_dir``."""
     from rltemp.kd.pipeline import build_student_model, get_teacher, prepare
     from rltemp.kd.trainer import Distiller
 
-    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, *overrides, f"distill.temperature=policy:{policy_dir}", f"seed={seed}"])
+    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, *overrides, f"distill.temperature=policy:{policy_dir}",
+                                            f"seed={seed}"])
     data, device, strategy = prepare(cfg)
     return Distiller(cfg.distill, data, build_student_model(cfg, data, seed), get_teacher(cfg, data, device), strategy,
                      seed=seed)
@@ -58,7 +60,8 @@ def test_a_probe_looks_at_a_copy_and_leaves_the_run_alone():
     teacher = get_teacher(cfg, data, device)
 
     def fresh() -> Distiller:
-        return Distiller(cfg.distill, data, build_student_model(cfg, data, 3), teacher, seed=3, external_temperature=True)
+        return Distiller(cfg.distill, data, build_student_model(cfg, data, 3), teacher, seed=3,
+                         external_temperature=True)
 
     d = fresh()
     initial = {k: v.clone() for k, v in d.student.state_dict().items()}
@@ -113,7 +116,8 @@ def test_probe_policy_transfers_as_the_env_and_the_controller_decide(probe_polic
     from rltemp.kd.pipeline import run_distill
 
     policy = load_policy(probe_policy)
-    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, *student, f"distill.temperature=policy:{probe_policy}", "seed=7"])
+    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, *student, f"distill.temperature=policy:{probe_policy}",
+                                            "seed=7"])
     res = run_distill(cfg, out=tmp_path / "d", progress=False)
     env = KDRunScheduleEnv("envs/mnist1d.yaml", [*RUN_TINY, *student])
     obs, _ = env.reset(options={"student_seed": 7, "pair": 0})
@@ -132,7 +136,8 @@ def test_probe_policy_transfers_as_the_env_and_the_controller_decide(probe_polic
     assert ctl.probe == {"epochs": 0.5, "temperature": 3.0} and ctl.reads_logits
     x, y, idx = next(iter(d.epoch_batches()))
     zs, zt = d.forward_batch(x, idx)  # (a train-mode forward: moves a BatchNorm's running statistics)
-    with pytest.raises(RuntimeError, match=r"decides from a probe: distil a copy of your student for 0.5 of an epoch at T = 3"):
+    with pytest.raises(RuntimeError,
+                       match=r"decides from a probe: distil a copy of your student for 0.5 of an epoch at T = 3"):
         ctl(zs, zt, y, 0.0)
     with pytest.raises(ValueError, match="reads student/teacher statistics of the probe's validation pass"):
         ctl.observe_probe(val_acc=0.3)

@@ -73,7 +73,8 @@ def algo_class(name: str):  # noqa: ANN201
     import stable_baselines3 as sb3
 
     if name not in ALGOS:
-        raise ConfigError(f"agent.algo: unknown algorithm {name!r}{did_you_mean(name, ALGOS)}; valid: {', '.join(ALGOS)}")
+        raise ConfigError(f"agent.algo: unknown algorithm {name!r}{did_you_mean(name, ALGOS)}; valid: "
+                          f"{', '.join(ALGOS)}")
     return {"ppo": sb3.PPO, "a2c": sb3.A2C}[name]
 
 
@@ -103,7 +104,8 @@ def _check_hyperparams(algo: str, hyperparams: dict[str, Any], path: str, reserv
     valid = [p for p in params if p not in RESERVED | reserved and p != "self"]
     for key, value in hyperparams.items():
         if key in reserved:
-            raise ConfigError(f"{path}.{key} is set by rltemp (a rollout holds agent.episodes_per_rollout whole episodes)")
+            raise ConfigError(f"{path}.{key} is set by rltemp (a rollout holds agent.episodes_per_rollout whole "
+                              f"episodes)")
         if key not in valid:
             raise ConfigError(f"{path}.{key}: not a {algo.upper()} hyperparameter{did_you_mean(key, valid)}; "
                               f"valid: {', '.join(valid)}")

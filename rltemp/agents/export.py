@@ -63,14 +63,16 @@ def policy_meta(cfg: Config, schedule: Head, modulator: Head | None, trained_on:
         "format": FORMAT, "t_min": env.t_min, "t_max": env.t_max,
         "action_mapping": "T = exp(log t_min + (a+1)/2 (log t_max - log t_min))",
         "schedule": schedule.to_dict(), "modulator": modulator.to_dict() if modulator is not None else None,
-        "trained_on": {"dataset": cfg.data.name, "teacher": cfg.teacher.model, "student": cfg.student.model, "pairs": pairs,
+        "trained_on": {"dataset": cfg.data.name, "teacher": cfg.teacher.model, "student": cfg.student.model,
+                       "pairs": pairs,
                        "epochs": cfg.distill.epochs, **trained_on},
         "versions": {"rltemp": rltemp.__version__, "torch": torch.__version__,
                      "stable_baselines3": stable_baselines3.__version__, "gymnasium": gymnasium.__version__},
     }
 
 
-def _head_state(model: Any, head: Head, prefix: str, obs_norm: tuple[Any, Any] | None = None) -> dict[str, torch.Tensor]:
+def _head_state(model: Any, head: Head, prefix: str, obs_norm: tuple[Any, Any] | None = None) -> dict[str,
+                                                                                                      torch.Tensor]:
     state = actor_state_from_sb3(model.policy.state_dict(), len(head.net_arch))
     if obs_norm is not None:  # trained on (x - mean) / std: W ((x - mean) / std) + b = (W / std) x + (b - W mean / std)
         mean, std = (torch.as_tensor(v, dtype=state["net.0.weight"].dtype) for v in obs_norm)
@@ -125,7 +127,8 @@ def fingerprint(policy_dir: str | Path) -> dict[str, Any]:
                               progress=False)
     finally:
         torch.set_num_threads(threads)
-    return {**FINGERPRINT_RUN, "observed": res["observed"], "schedule": res["schedule"], "temperature": res["temperature"],
+    return {**FINGERPRINT_RUN, "observed": res["observed"], "schedule": res["schedule"],
+            "temperature": res["temperature"],
             "test_acc": res["test_acc"], "torch": torch.__version__}
 
 

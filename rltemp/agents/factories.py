@@ -14,7 +14,8 @@ from rltemp.envs.run_env import KDRunScheduleEnv
 from rltemp.errors import ConfigError
 
 
-def schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int], worker: bool = False) -> Callable[[], KDRunScheduleEnv]:
+def schedule_env_factory(cfg_dict: dict[str, Any], seeds: list[int],
+                         worker: bool = False) -> Callable[[], KDRunScheduleEnv]:
     """A picklable constructor of the schedule environment on ``seeds``; ``worker``: a
     worker process or Ray actor, one core per student (in-process envs run under the caller's setting).
     With a pool, every worker draws the same sequence of pairs (``pair_seed``: the config's seed), so

@@ -84,7 +84,8 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
     return {**results, "run_dir": str(run.path)}
 
 
-def _modulator_model(cfg: Config, agent: AgentConfig, venv: InstanceVecEnv, writer: Any, env: KDInstanceEpochEnv) -> Any:
+def _modulator_model(cfg: Config, agent: AgentConfig, venv: InstanceVecEnv, writer: Any,
+                     env: KDInstanceEpochEnv) -> Any:
     """The SB3 model of the modulator this run learns (a minibatch is one epoch's decisions by default)."""
     hyper = dict(agent.modulator.hyperparams)
     if agent.algo == "ppo" and "batch_size" not in hyper:
@@ -97,5 +98,6 @@ def _export(cfg: Config, agent: AgentConfig, env: KDInstanceEpochEnv, model: Any
     """The learned policy, for transfer: the base policy's schedule head and this run's modulator."""
     base = env.base
     meta = policy_meta(cfg, Head.from_dict(base.meta["schedule"], "env.base_policy"),
-                       modulator_head(cfg, agent), {"episodes": 1, "mode": "online", "schedule_from": cfg.env.base_policy})
+                       modulator_head(cfg, agent), {"episodes": 1, "mode": "online",
+                                                    "schedule_from": cfg.env.base_policy})
     export_policy(meta, out, schedule_state=base.schedule.state_dict(), modulator_model=model)

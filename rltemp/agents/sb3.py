@@ -79,7 +79,8 @@ def init_mean_action(model: Any, temperature: float, t_min: float, t_max: float)
     """Shrink the action head's weights and set its bias so that the mean action maps to
     ``temperature`` everywhere (the exploration noise stays as configured)."""
     if not t_min <= temperature <= t_max:
-        raise RltempError(f"agent.policy.init_temperature={temperature} lies outside [t_min, t_max] = [{t_min}, {t_max}]")
+        raise RltempError(f"agent.policy.init_temperature={temperature} lies outside [t_min, t_max] = [{t_min}, "
+                          f"{t_max}]")
     head = model.policy.action_net
     with torch.no_grad():
         head.weight.mul_(0.01)

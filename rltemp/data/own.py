@@ -58,7 +58,8 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     except ValueError as e:  # object arrays, or a malformed .npy header
         raise RltempError(f"{path}: cannot be read without unpickling ({str(e).splitlines()[0]})") from None
     except Exception as e:  # noqa: BLE001 - not a zip / truncated: the user's file is unreadable
-        raise RltempError(f"{path}: not a readable .npz or folder of .npy files ({e.__class__.__name__}: {e})") from None
+        why = f"{e.__class__.__name__}: {e}"
+        raise RltempError(f"{path}: not a readable .npz or folder of .npy files ({why})") from None
 
 
 def check_arrays(arrays: dict[str, np.ndarray], where: str, num_classes: int | None = None) -> int:
@@ -81,7 +82,8 @@ def check_arrays(arrays: dict[str, np.ndarray], where: str, num_classes: int | N
             raise RltempError(f"{where}: x_{split} has rank {x.ndim} (shape {x.shape}); expected (N, F), (N, H, W) "
                               "or (N, C, H, W)")
         if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise RltempError(f"{where}: y_{split} must be a 1-D integer array, got shape {y.shape} and dtype {y.dtype}")
+            raise RltempError(f"{where}: y_{split} must be a 1-D integer array, "
+                              f"got shape {y.shape} and dtype {y.dtype}")
         if len(x) != len(y):
             raise RltempError(f"{where}: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
         if len(y) == 0:

@@ -170,7 +170,8 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         temps, kd = torch.cat(ts), torch.cat(kds)
         # the epoch's reward over those instances (sums to it exactly): each instance's update against
         # the descent direction at the epoch's start
-        c = alignment(self._delta_buf[:off], self._h_buf[:off], g_w, g_b, dtype=torch.float32, rank=self.ecfg.credit_rank)
+        c = alignment(self._delta_buf[:off], self._h_buf[:off], g_w, g_b, dtype=torch.float32,
+                      rank=self.ecfg.credit_rank)
         per = influence(reward, c)
         instance = np.zeros(self.n, np.float64)
         instance[rows.cpu().numpy()] = per.cpu().numpy()

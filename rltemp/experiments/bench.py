@@ -253,7 +253,8 @@ def pair_table(by: dict[str, dict[int, dict[str, Any]]], order: list[str], refer
             if m == ref or len(common) < 2:
                 deltas.append("")
                 continue
-            d, h = paired_ci([100 * by[m][s]["test_acc"] for s in common], [100 * by[ref][s]["test_acc"] for s in common])
+            d, h = paired_ci([100 * by[m][s]["test_acc"] for s in common],
+                             [100 * by[ref][s]["test_acc"] for s in common])
             deltas.append(f"{d:+.2f} ± {h:.2f}{' *' if abs(d) > h else ''}")
         note = " (sum of its 4 runs)" if m == "grid" else ""
         lines.append(f"| {method_name(m)} | {len(seeds)} | {tm:.2f} ± {ts:.2f} | {vm:.2f} ± {vs:.2f} | "
@@ -272,7 +273,8 @@ def summary_lines(suite: Suite, rows: list[dict[str, Any]], policy_runs: dict[st
         lines += [f"## {pair.name} (`{pair.config}` {' '.join(pair.overrides)})", "",
                   *pair_table(by, order, suite.references)]
         if "grid" in by:
-            lines += ["", "grid's choice per seed: " + ", ".join(f"s{s}: {by['grid'][s]['chosen']}" for s in sorted(by["grid"]))]
+            chosen = ", ".join(f"s{s}: {by['grid'][s]['chosen']}" for s in sorted(by["grid"]))
+            lines += ["", f"grid's choice per seed: {chosen}"]
         lines += ["", *cost_lines(by, policy_runs.get(pair.name)), ""]
     if len(suite.pairs) > 1:
         lines += across_pairs(suite, rows)
@@ -303,9 +305,11 @@ def across_pairs(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
                 continue
             a, b = [cells[(p, m, s)] for p, s in keys], [cells[(p, ref, s)] for p, s in keys]
             pairs = sorted({p for p, _ in keys})
-            per_pair = [statistics.mean(cells[(p, m, s)] - cells[(p, ref, s)] for q, s in keys if q == p) for p in pairs]
+            per_pair = [statistics.mean(cells[(p, m, s)] - cells[(p, ref, s)] for q,
+                                        s in keys if q == p) for p in pairs]
             d, h = paired_ci(a, b)
-            row.append(f"{statistics.mean(per_pair):+.2f} / {d:+.2f} ± {h:.2f}{' *' if abs(d) > h else ''} (n {len(keys)})")
+            row.append(f"{statistics.mean(per_pair):+.2f} / {d:+.2f} ± {h:.2f}{' *' if abs(d) > h else ''} (n "
+                       f"{len(keys)})")
         n_pairs = len({p for (p, mm, _) in cells if mm == m})
         out.append(f"| {method_name(m)} | {n_pairs} | " + " | ".join(row) + " |")
     listed = {m for p in suite.pairs for m in suite.methods_of(p)}  # not the grid's own runs
@@ -345,17 +349,20 @@ def cost_lines(by: dict[str, dict[int, dict[str, Any]]], policy_run: dict[str, A
     online = next((wall(m) for m in by if m.startswith("online:")), None)
     out = ["Cost accounting (wall time on this machine):"]
     if grid and online:
-        out.append(f"- online mode ÷ 4-point grid: {online:.1f} s / {grid:.1f} s = **{online / grid:.2f}** (goal ≤ 0.5)")
+        ratio = online / grid
+        out.append(f"- online mode ÷ 4-point grid: {online:.1f} s / {grid:.1f} s = **{ratio:.2f}** (goal ≤ 0.5)")
     if pol_name.startswith("policy:"):  # a shipped / earlier policy: its own record, not this suite's fresh one
         policy_run = _shipped_training(pol_name.split(":", 1)[1])
     if grid and pol and policy_run:
         train = float(policy_run.get("wall_time_s", 0.0))
         if grid > pol:
             n = train / (grid - pol)
-            out.append(f"- transferred policy ({pol_name}): trained once in {train:.0f} s, then {pol:.1f} s per student vs "
+            out.append(f"- transferred policy ({pol_name}): trained once in {train:.0f} s, then {pol:.1f} s per "
+                       f"student vs "
                        f"{grid:.1f} s for a grid: cheaper than a grid per student after **{n:.1f}** students")
         else:
-            out.append(f"- transferred policy ({pol_name}): a run costs {pol:.1f} s, not less than a grid ({grid:.1f} s)")
+            out.append(f"- transferred policy ({pol_name}): a run costs {pol:.1f} s, not less than a grid ({grid:.1f} "
+                       f"s)")
     if fixed and pol:
         out.append(f"- transferred-policy distill ÷ fixed:4 distill in this table: {pol / fixed:.2f} (cells share the "
                    "machine, so only indicative; `benchmarks/policy_overhead.py` measures it side by side)")
@@ -377,7 +384,8 @@ def schedules(out: Path, rows: list[dict[str, Any]], suite: Suite) -> None:
     """One chart of the schedule each policy chose on each pair (mean temperature per epoch over the
     seeds, the seeds' range shaded): ``schedules.png``, and the same figure in the folder's dashboard
     run (TensorBoard's IMAGES: ``policy/schedule_per_pair``), so the reader sees the policy adapt."""
-    policies = [m for m in dict.fromkeys(r["method"] for r in rows) if m == "policy" or m.startswith(("policy:", "online:"))]
+    policies = [m for m in dict.fromkeys(r["method"] for r in rows) if m == "policy" or m.startswith(("policy:",
+                                                                                                      "online:"))]
     curves = {(m, p.name): [r["temperature_by_epoch"] for r in rows if r["method"] == m and r["pair"] == p.name
                             and r.get("temperature_by_epoch")] for m in policies for p in suite.pairs}
     curves = {k: v for k, v in curves.items() if v}

@@ -112,7 +112,8 @@ class TemperatureController:
             raise ValueError(f"progress must be the fraction of training done, in [0, 1], got {progress}")
         if self.action is None:
             p = self.probe
-            raise RuntimeError(f"this policy decides from a probe: distil a copy of your student for {p['epochs']:g} of "
+            raise RuntimeError(f"this policy decides from a probe: distil a copy of your student for {p['epochs']:g} "
+                               f"of "
                                f"an epoch at T = {p['temperature']:g}, run it over the validation split, and call "
                                "observe_probe(...) before the first batch")
         self.temperature = self.policy.form.temperature(self.action, float(progress))

@@ -120,7 +120,8 @@ def validation_stats(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     ps, pt = lps.exp(), lpt.exp()
     top_s, top_t = zs.argmax(-1), zt.argmax(-1)
     return ValStats(
-        acc=float((top_s == labels).float().mean()), acc_t=float((top_t == labels).float().mean()), agree=float((top_s == top_t).float().mean()),
+        acc=float((top_s == labels).float().mean()), acc_t=float((top_t == labels).float().mean()),
+        agree=float((top_s == top_t).float().mean()),
         kl=float((pt * (lpt - lps)).sum(-1).mean()) / log_c, ent_s=float(-(ps * lps).sum(-1).mean()) / log_c,
         ent_t=float(-(pt * lpt).sum(-1).mean()) / log_c,
     )

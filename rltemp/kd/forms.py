@@ -175,7 +175,8 @@ class Modulator(Form):
 
     def check(self) -> None:
         if not (self.head.max_multiplier >= 1 and math.isfinite(self.head.max_multiplier)):
-            raise RltempError(f"a modulator's max_multiplier must be a finite number >= 1, got {self.head.max_multiplier}")
+            raise RltempError(f"a modulator's max_multiplier must be a finite number >= 1, got "
+                              f"{self.head.max_multiplier}")
 
     def log_multiplier(self, b: torch.Tensor) -> torch.Tensor:
         """log m_i = log(max_multiplier) · (b_i − mean b), b clipped to [-1, 1]."""

@@ -117,7 +117,8 @@ def get_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: b
     log.info("no cached teacher at %s: training one", path)
     model, res = train_teacher(cfg, tdata, device, progress)
     save_checkpoint(path, model, {"arch": cfg.teacher.model, "test_acc": res["test_acc"], "val_acc": res["val_acc"]})
-    log.info("teacher: val %.4f test %.4f (%.1fs), cached at %s", res["val_acc"], res["test_acc"], res["wall_time_s"], path)
+    log.info("teacher: val %.4f test %.4f (%.1fs), cached at %s", res["val_acc"], res["test_acc"], res["wall_time_s"],
+             path)
     return model.eval()
 
 
@@ -344,6 +345,7 @@ def run_teacher(cfg: Config, out: str | Path | None = None, progress: bool = Tru
     save_checkpoint(run.path / "teacher.pt", model, meta)
     if not cfg.teacher.checkpoint:
         save_checkpoint(teacher_cache_path(cfg, data), model, meta)
-    results = {**res, "teacher": cfg.teacher.model, "dataset": cfg.data.name, "checkpoint": str(run.path / "teacher.pt")}
+    results = {**res, "teacher": cfg.teacher.model, "dataset": cfg.data.name,
+               "checkpoint": str(run.path / "teacher.pt")}
     run.write_results(results)
     return {**results, "run_dir": str(run.path)}

@@ -75,7 +75,8 @@ class TemperaturePolicy(nn.Module):
         self.meta = meta
         self.t_min, self.t_max = float(meta["t_min"]), float(meta["t_max"])
         if not (0 < self.t_min < self.t_max and math.isfinite(self.t_max)):
-            raise RltempError(f"{where}: t_min / t_max must satisfy 0 < t_min < t_max, got {meta['t_min']}, {meta['t_max']}")
+            raise RltempError(f"{where}: t_min / t_max must satisfy 0 < t_min < t_max, got {meta['t_min']}, "
+                              f"{meta['t_max']}")
         head = Head.from_dict(meta.get("schedule"), f"{where}: schedule")
         self.form: Form = schedule_form(head, self.t_min, self.t_max, where)
         self.schedule = ActorNet(self.form.obs_dim, self.form.outputs, head.net_arch, head.activation)
@@ -124,7 +125,8 @@ def pretrained_roots() -> list[Path]:
 
 def shipped_policies() -> list[str]:
     """The names ``policy:NAME`` finds in :func:`pretrained_roots` (folders holding a ``policy.json``)."""
-    return sorted({d.name for r in pretrained_roots() if r.is_dir() for d in r.iterdir() if (d / "policy.json").exists()})
+    roots = [r for r in pretrained_roots() if r.is_dir()]
+    return sorted({d.name for r in roots for d in r.iterdir() if (d / "policy.json").exists()})
 
 
 def resolve_policy(path: str | Path) -> Path:

@@ -145,7 +145,8 @@ def bind_args(spec_name: str, args: list[str], kwargs: dict[str, str], fields: d
     for k, v in kwargs.items():
         if k not in fields:
             raise ConfigError(
-                f"temperature SPEC {spec_name!r}: unknown argument {k!r}{did_you_mean(k, names)}; valid: {', '.join(names)}"
+                f"temperature SPEC {spec_name!r}: unknown argument {k!r}{did_you_mean(k, names)}; valid: "
+                f"{', '.join(names)}"
             )
         if k in given:
             raise ConfigError(f"temperature SPEC {spec_name!r}: {k!r} given twice")
@@ -341,7 +342,8 @@ class DTKD(TemperatureStrategy):
     and the whole objective (``distill.ce_weight`` and ``kd_weight`` are unused — α, β and the CE
     weight are DTKD's own, as in its reference configuration):
 
-        L = ce · CE + min(e / warmup, 1) · (α · mean_i T_t,i T_s,i KL(p_t^{T_t,i} ‖ p_s^{T_s,i}) + β · mean_i τ² KL(p_t^τ ‖ p_s^τ))
+        L = ce · CE + min(e / warmup, 1) · (α · mean_i T_t,i T_s,i KL(p_t^{T_t,i} ‖ p_s^{T_s,i})
+                                             + β · mean_i τ² KL(p_t^τ ‖ p_s^τ))
 
     with e the 1-based epoch. Defaults α = 3, β = 1, τ = 4, ce = 1, warmup = 20 reference epochs
     (scaled to the run's budget, :func:`scaled_epochs`). The paper's derivation carries an erratum; this is the

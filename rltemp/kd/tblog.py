@@ -34,7 +34,8 @@ class Decisions:
 def spread(t: torch.Tensor) -> dict[str, float]:
     t = t.float()
     q = torch.quantile(t, torch.tensor([0.1, 0.9])) if len(t) > 1 else torch.stack([t[0], t[0]])
-    return {"mean": float(t.mean()), "std": float(t.std()) if len(t) > 1 else 0.0, "p10": float(q[0]), "p90": float(q[1])}
+    return {"mean": float(t.mean()), "std": float(t.std()) if len(t) > 1 else 0.0, "p10": float(q[0]),
+            "p90": float(q[1])}
 
 
 def log_decisions(writer: Any, step: int, d: Decisions) -> dict[str, float]:
@@ -67,7 +68,8 @@ def decision_figure(d: Decisions, title: str, t_range: tuple[float, float], hist
     groups = [(ok, "tab:green", "student right"), (~ok, "tab:red", "student wrong")]
     groups.sort(key=lambda gr: -int(gr[0].sum()))  # majority first, minority on top
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, x, label in ((axes[0], conf, "teacher top-1 probability"), (axes[1], pt, "student probability of the true class")):
+    for ax, x, label in ((axes[0], conf, "teacher top-1 probability"), (axes[1], pt,
+                                                                        "student probability of the true class")):
         for mask, colour, name in groups:
             ax.scatter(x[mask].numpy(), t[mask].numpy(), s=4, alpha=0.45, c=colour, label=f"{name} ({int(mask.sum())})")
         ax.set_xlim(0, 1)
@@ -143,7 +145,8 @@ LAYOUT = {
     "3 · policy training": {
         "schedule the policy would choose (deterministic), first / middle / last epoch, per episode":
             ["Multiline", [r"^train_schedule/T_(first|middle|last)_epoch_deterministic$"]],
-        "episode return (gain over the reference, in val-accuracy points)": ["Multiline", [r"^train_schedule/episode_return$"]],
+        "episode return (gain over the reference, in val-accuracy points)": ["Multiline",
+                                                                             [r"^train_schedule/episode_return$"]],
         "critic: explained variance": ["Multiline", [r"^train/explained_variance$"]],
         "run-level policy, per training pair: first- and last-epoch temperature it would choose":
             ["Multiline", [r"^train_schedule/pair/.+/T_(first|last)_epoch_deterministic$"]],

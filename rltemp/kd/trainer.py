@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 
 def make_optimizer(cfg: OptimConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               nesterov=cfg.nesterov)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -149,7 +150,8 @@ class Distiller:
             self.ce_weight = float(strategy.ce_weight)
         self.kd_weight = float(getattr(cfg, "kd_weight", 0.0)) if distilling else 0.0
         self.loss = str(getattr(cfg, "loss", "kd"))
-        if self.loss == "dkd" and strategy is not None and type(strategy).objective is not TemperatureStrategy.objective:
+        own_objective = strategy is not None and type(strategy).objective is not TemperatureStrategy.objective
+        if self.loss == "dkd" and own_objective:
             raise ConfigError(f"distill.loss=dkd cannot be combined with {strategy.spec or type(strategy).__name__}: "
                               "that method brings its own objective; use distill.loss=kd")
         self.teacher = teacher.to(self.device).eval() if (teacher is not None and distilling) else None
@@ -182,7 +184,8 @@ class Distiller:
         # Teacher-logit cache: without augmentation the teacher's training logits never change.
         self.teacher_cache: torch.Tensor | None = None
         if self.teacher is not None and cache_teacher and not data.augmented:
-            self.teacher_cache = teacher_cache if teacher_cache is not None else predict_logits(self.teacher, data.train, data)
+            self.teacher_cache = teacher_cache if teacher_cache is not None else predict_logits(self.teacher,
+                                                                                                data.train, data)
         # the teacher's validation logits, once: the statistics of every validation pass compare the student with them
         self.teacher_val: torch.Tensor | None = None
         if self.teacher is not None:
@@ -311,7 +314,8 @@ class Distiller:
                 return custom
             temperature = self.strategy(z_t, z_s, y, self.progress)
             scale = self.strategy.loss_scale(temperature)
-        t = temperature if isinstance(temperature, torch.Tensor) else torch.full((len(y),), float(temperature), device=z_s.device)
+        t = temperature if isinstance(temperature, torch.Tensor) else torch.full((len(y),), float(temperature),
+                                                                                 device=z_s.device)
         if self.loss == "dkd":
             cfg = self.cfg
             mean, per = dkd_loss(z_s, z_t, y, t, cfg.dkd_alpha, cfg.dkd_beta, scale, check=False)

@@ -23,7 +23,8 @@ Builder = Callable[..., nn.Module]
 MODELS: Registry[Builder] = Registry("model")
 
 
-def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, options: dict[str, Any] | None = None) -> nn.Module:
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int,
+                options: dict[str, Any] | None = None) -> nn.Module:
     builder = MODELS.get(name)
     options = dict(options or {})
     params = inspect.signature(builder).parameters
@@ -128,7 +129,8 @@ def positive_ints(model: str, **values: Any) -> None:
 
 
 @MODELS.register("mlp")
-def mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 256, depth: int = 2, dropout: float = 0.0) -> nn.Module:
+def mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 256, depth: int = 2,
+        dropout: float = 0.0) -> nn.Module:
     """Multilayer perceptron for any input shape (flattened)."""
     positive_ints("mlp", width=width)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
@@ -162,7 +164,8 @@ class CNN1d(nn.Module):
 
 
 @MODELS.register("cnn1d")
-def cnn1d(input_shape: tuple[int, ...], num_classes: int, channels: int = 64, depth: int = 3, kernel: int = 5) -> nn.Module:
+def cnn1d(input_shape: tuple[int, ...], num_classes: int, channels: int = 64, depth: int = 3,
+          kernel: int = 5) -> nn.Module:
     """1-D CNN for signals of shape (L,) or (C, L), e.g. mnist1d."""
     positive_ints("cnn1d", channels=channels, depth=depth, kernel=kernel)
     in_ch = 1 if len(input_shape) == 1 else input_shape[0]

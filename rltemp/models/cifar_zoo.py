@@ -109,7 +109,8 @@ class WideBlock(nn.Module):
 class WideStage(nn.Module):
     def __init__(self, n: int, cin: int, cout: int, stride: int) -> None:
         super().__init__()
-        self.layer = nn.Sequential(*[WideBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1) for i in range(n)])
+        self.layer = nn.Sequential(*[WideBlock(cin if i == 0 else cout, cout,
+                                               stride if i == 0 else 1) for i in range(n)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layer(x)
@@ -335,7 +336,8 @@ class ShuffleNetV2(nn.Module):
         self.bn1 = _bn(24)
         cin = 24
         for i, (cout, n) in enumerate(zip(out_channels[:3], num_blocks), 1):
-            setattr(self, f"layer{i}", nn.Sequential(ShuffleV2Down(cin, cout), *[ShuffleV2Basic(cout) for _ in range(n)]))
+            setattr(self, f"layer{i}", nn.Sequential(ShuffleV2Down(cin, cout),
+                                                     *[ShuffleV2Basic(cout) for _ in range(n)]))
             cin = cout
         self.conv2 = nn.Conv2d(cin, out_channels[3], 1, 1, 0, bias=False)
         self.bn2 = _bn(out_channels[3])
