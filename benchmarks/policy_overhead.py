@@ -2,10 +2,10 @@
 
     python benchmarks/policy_overhead.py [envs/default.yaml] [key=value ...] [--policy default] [--repeats 3]
 
-Runs alternate, the order rotated every repeat (fixed:4, policy, online; policy, online, fixed:4; ...)
-on the same cached teacher and data, one
-torch thread each (as the bench's cells run); prints the median wall times (``wall_time_s`` of
-the run: training and per-epoch validation) and the ratios policy / fixed:4 (goal ≤ 1.03) and
+Runs alternate, the order rotated every repeat (fixed:4, policy, online; policy, online, fixed:4;
+...) on the same cached teacher and data, one torch thread each (as the bench's cells run); prints
+the median wall times (``wall_time_s`` of the run: training and per-epoch validation) and the
+ratios policy / fixed:4 (goal ≤ 1.10; the policy's probe, one extra epoch, is inside its run) and
 online / fixed:4 (goal ≤ 1.2).
 """
 
@@ -45,7 +45,7 @@ def main() -> None:
           f"{a.repeats} repeats, 1 thread; policy {a.policy}")
     for k, v in med.items():
         print(f"  {k:8s} {v:6.2f} s")
-    print(f"ratio policy / fixed:4: {med['policy'] / med['fixed:4']:.3f} (goal <= 1.03)")
+    print(f"ratio policy / fixed:4: {med['policy'] / med['fixed:4']:.3f} (goal <= 1.10, probe included)")
     print(f"ratio online / fixed:4: {med['online'] / med['fixed:4']:.3f} (goal <= 1.2)")
 
 
