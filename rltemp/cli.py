@@ -56,9 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-policy", help="train a temperature policy with stable-baselines3",
                        description="Train a temperature policy across episodes of fresh students on "
                                    "rltemp/KDRunSchedule-v0: one schedule per run, decided from a probe of the "
-                                   "student. "
-                                   "Writes policy.pt + policy.json (use with -T policy:RUN_DIR) and checkpoints "
-                                   "for --resume. Overrides starting with 'agent.' go to the agent preset "
+                                   "student. Writes policy.pt + policy.json (use with -T policy:RUN_DIR) and "
+                                   "checkpoints for --resume. Overrides starting with 'agent.' go to the agent preset "
                                    "(e.g. agent.episodes=4 agent.hyperparams.learning_rate=1e-3).")
     p.add_argument("config", nargs="?", help="environment preset, e.g. envs/default.yaml")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config or agent.* overrides")

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, probe_by_hand
 
 import rltemp
 from rltemp.agents.config import load_agent
@@ -126,27 +126,18 @@ def test_probe_policy_transfers_as_the_env_and_the_controller_decide(probe_polic
     assert res["val_acc"] == pytest.approx(info["val_acc"])  # the probe did not disturb the run
 
     # the controller in a user's loop: the user runs the probe by hand and reports its validation logits
-    import copy
-
-    from rltemp.kd.trainer import Distiller, predict_logits
-
     d = policy_distiller(probe_policy, 7, student)
-    twin = Distiller(d.cfg, d.data, copy.deepcopy(d.student), d.teacher, seed=7, external_temperature=True)  # untouched
+    probed = probe_by_hand(d, 0.5, 3.0)  # before any train-mode forward (it moves a BatchNorm's statistics)
     ctl = rltemp.TemperatureController.load(probe_policy)
     assert ctl.probe == {"epochs": 0.5, "temperature": 3.0} and ctl.reads_logits
     x, y, idx = next(iter(d.epoch_batches()))
-    zs, zt = d.forward_batch(x, idx)  # (a train-mode forward: moves a BatchNorm's running statistics)
+    zs, zt = d.forward_batch(x, idx)
     with pytest.raises(RuntimeError,
                        match=r"decides from a probe: distil a copy of your student for 0.5 of an epoch at T = 3"):
         ctl(zs, zt, y, 0.0)
     with pytest.raises(ValueError, match="reads student/teacher statistics of the probe's validation pass"):
         ctl.observe_probe(val_acc=0.3)
-    for i, (xb, yb, ib) in enumerate(twin.epoch_batches()):
-        if i == round(0.5 * twin.steps_per_epoch):
-            break
-        twin.train_step(xb, yb, ib, temperature=3.0)
-    ctl.observe_probe(student_logits=predict_logits(twin.student, d.data.val, d.data),
-                      teacher_logits=predict_logits(d.teacher, d.data.val, d.data), labels=d.data.val.y)
+    ctl.observe_probe(**probed)
     seen = []
     for _ in range(4):
         seen.append(float(ctl(zs, zt, y, d.progress)[0]))

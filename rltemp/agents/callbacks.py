@@ -49,9 +49,7 @@ class ScheduleHistory(BaseCallback):
         rec = {"episode": len(self.episodes) + 1, "student_seed": info["student_seed"],
                "pair": info["pair"], "pair_index": info["pair_index"], "return": sum(ep["r"]),
                "final_val_acc": info["val_acc"], "kd_steps": info["kd_steps"], "temperature": ep["t"],
-               "temperature_deterministic": t_det}
-        if "decision_features" in info:  # what the run-level decision read after the first epoch
-            rec["decision_features"] = info["decision_features"]
+               "temperature_deterministic": t_det, "decision_features": info["decision_features"]}  # what it read
         self.episodes.append(rec)
         if self.writer is not None:
             n = rec["episode"]
@@ -64,13 +62,12 @@ class ScheduleHistory(BaseCallback):
             for q, name in ((0, "first"), (len(t_det) // 2, "middle"), (len(t_det) - 1, "last")):
                 self.writer.add_scalar(f"train_schedule/T_{name}_epoch_deterministic", t_det[q], n)
                 self.writer.add_scalar(f"train_schedule/T_{name}_epoch_sampled", ep["t"][q], n)
-            if "decision_features" in rec:  # a run-level decision: what it read and chose, per pair
-                k = rec["pair"]
-                for name, value in rec["decision_features"].items():
-                    self.writer.add_scalar(f"train_schedule/pair/{k}/{name}", value, n)
-                for q, name in ((0, "first"), (len(t_det) - 1, "last")):
-                    self.writer.add_scalar(f"train_schedule/pair/{k}/T_{name}_epoch_deterministic", t_det[q], n)
-                self.writer.add_scalar(f"train_schedule/pair/{k}/episode_return", rec["return"], n)
+            k = rec["pair"]  # per pair: what the decision read and chose
+            for name, value in rec["decision_features"].items():
+                self.writer.add_scalar(f"train_schedule/pair/{k}/{name}", value, n)
+            for q, name in ((0, "first"), (len(t_det) - 1, "last")):
+                self.writer.add_scalar(f"train_schedule/pair/{k}/T_{name}_epoch_deterministic", t_det[q], n)
+            self.writer.add_scalar(f"train_schedule/pair/{k}/episode_return", rec["return"], n)
 
 
 class HeldOutSelection(BaseCallback):

@@ -71,8 +71,8 @@ def policy_meta(cfg: Config, schedule: Head, modulator: Head | None, trained_on:
     }
 
 
-def _head_state(model: Any, head: Head, prefix: str, obs_norm: tuple[Any, Any] | None = None) -> dict[str,
-                                                                                                      torch.Tensor]:
+def _head_state(model: Any, head: Head, prefix: str,
+                obs_norm: tuple[Any, Any] | None = None) -> dict[str, torch.Tensor]:
     state = actor_state_from_sb3(model.policy.state_dict(), len(head.net_arch))
     if obs_norm is not None:  # trained on (x - mean) / std: W ((x - mean) / std) + b = (W / std) x + (b - W mean / std)
         mean, std = (torch.as_tensor(v, dtype=state["net.0.weight"].dtype) for v in obs_norm)

@@ -139,8 +139,8 @@ def train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, jo
         venv.seed(cfg.seed + 7919 * done)  # fresh students for the episodes still to run
         hist = ScheduleHistory(writer, form, history.get("schedule", []))
         scale = [PerPairAdvantages(history.get("advantage_rms"))] if agent.per_pair_advantages else []
-        select, close_eval = _selection(cfg, agent, jobs, lambda: (model, norm), run, writer, history.get("selection",
-                                                                                                          []))
+        select, close_eval = _selection(cfg, agent, jobs, lambda: (model, norm), run, writer,
+                                        history.get("selection", []))
         if select is not None:
             select.rollouts = int(history.get("rollouts", 0))
 

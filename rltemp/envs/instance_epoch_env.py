@@ -130,8 +130,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         self._teacher_side: dict[str, Any] | None = None
         self._base_action = None
         if self.base is not None:  # the base schedule decides once, from a probe of the fresh student
-            probe = self.base.form.probe
-            self._base_action = self.base.act(d.probe(probe.epochs, probe.temperature))
+            self._base_action = self.base.decide(d)[0]
         self._acc_prev = self._validate()[0]
         return compute_features(self.features, self._features()).cpu().numpy(), {**info, "val_acc": self._acc_prev}
 

@@ -305,11 +305,11 @@ def across_pairs(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
                 continue
             a, b = [cells[(p, m, s)] for p, s in keys], [cells[(p, ref, s)] for p, s in keys]
             pairs = sorted({p for p, _ in keys})
-            per_pair = [statistics.mean(cells[(p, m, s)] - cells[(p, ref, s)] for q,
-                                        s in keys if q == p) for p in pairs]
+            per_pair = [statistics.mean(cells[(p, m, s)] - cells[(p, ref, s)] for q, s in keys if q == p)
+                        for p in pairs]
             d, h = paired_ci(a, b)
-            row.append(f"{statistics.mean(per_pair):+.2f} / {d:+.2f} ± {h:.2f}{' *' if abs(d) > h else ''} (n "
-                       f"{len(keys)})")
+            star = " *" if abs(d) > h else ""
+            row.append(f"{statistics.mean(per_pair):+.2f} / {d:+.2f} ± {h:.2f}{star} (n {len(keys)})")
         n_pairs = len({p for (p, mm, _) in cells if mm == m})
         out.append(f"| {method_name(m)} | {n_pairs} | " + " | ".join(row) + " |")
     listed = {m for p in suite.pairs for m in suite.methods_of(p)}  # not the grid's own runs
@@ -358,11 +358,11 @@ def cost_lines(by: dict[str, dict[int, dict[str, Any]]], policy_run: dict[str, A
         if grid > pol:
             n = train / (grid - pol)
             out.append(f"- transferred policy ({pol_name}): trained once in {train:.0f} s, then {pol:.1f} s per "
-                       f"student vs "
-                       f"{grid:.1f} s for a grid: cheaper than a grid per student after **{n:.1f}** students")
+                       f"student vs {grid:.1f} s for a grid: cheaper than a grid per student after **{n:.1f}** "
+                       "students")
         else:
-            out.append(f"- transferred policy ({pol_name}): a run costs {pol:.1f} s, not less than a grid ({grid:.1f} "
-                       f"s)")
+            out.append(f"- transferred policy ({pol_name}): a run costs {pol:.1f} s, not less than a grid "
+                       f"({grid:.1f} s)")
     if fixed and pol:
         out.append(f"- transferred-policy distill ÷ fixed:4 distill in this table: {pol / fixed:.2f} (cells share the "
                    "machine, so only indicative; `benchmarks/policy_overhead.py` measures it side by side)")
@@ -384,8 +384,8 @@ def schedules(out: Path, rows: list[dict[str, Any]], suite: Suite) -> None:
     """One chart of the schedule each policy chose on each pair (mean temperature per epoch over the
     seeds, the seeds' range shaded): ``schedules.png``, and the same figure in the folder's dashboard
     run (TensorBoard's IMAGES: ``policy/schedule_per_pair``), so the reader sees the policy adapt."""
-    policies = [m for m in dict.fromkeys(r["method"] for r in rows) if m == "policy" or m.startswith(("policy:",
-                                                                                                      "online:"))]
+    policies = [m for m in dict.fromkeys(r["method"] for r in rows)
+                if m == "policy" or m.startswith(("policy:", "online:"))]
     curves = {(m, p.name): [r["temperature_by_epoch"] for r in rows if r["method"] == m and r["pair"] == p.name
                             and r.get("temperature_by_epoch")] for m in policies for p in suite.pairs}
     curves = {k: v for k, v in curves.items() if v}

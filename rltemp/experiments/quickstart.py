@@ -37,8 +37,7 @@ def quickstart(seeds: int = 3, jobs: int = 2, out: str | None = None, progress: 
     suite = check_suite(quickstart_suite(seeds), "quickstart")
     print(f"rltemp quickstart -> {out_dir}: the teachers (cached after the first run), then fresh students on held-out "
           f"seeds 0..{seeds - 1} of {' and '.join(n for n, _, _ in PAIRS)}, distilled with the shipped policy "
-          f"({SHIPPED}), "
-          f"the grid (best of fixed:1,2,4,8 on validation) and {HAND_RULE}")
+          f"({SHIPPED}), the grid (best of fixed:1,2,4,8 on validation) and {HAND_RULE}")
     res = run_suite(suite, out_dir, jobs, progress, say=lambda m: print(f"  {m}"))
     total = time.perf_counter() - t0
     lines = summary_lines(suite, res["rows"], res["policy"])

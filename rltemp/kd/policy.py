@@ -107,6 +107,14 @@ class TemperaturePolicy(nn.Module):
         obs = global_features(self.form.features, state)[None]
         return self.schedule(obs.to(next(self.schedule.parameters()).device))[0].cpu()
 
+    def decide(self, distiller: Any,
+               initial: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, GlobalState]:
+        """Probe ``distiller``'s student as the form says (:meth:`~rltemp.kd.trainer.Distiller.probe`,
+        from the weights ``initial`` if given) and decide: the action and the probed state."""
+        probe = self.form.probe
+        state = distiller.probe(probe.epochs, probe.temperature, initial=initial)
+        return self.act(state), state
+
     @torch.no_grad()
     def temperatures(self, t_sched: float, inp: FeatureInput) -> torch.Tensor:
         """Per-instance temperatures (B,) for one batch under the schedule temperature ``t_sched``."""
@@ -234,9 +242,8 @@ class PolicyStrategy(TemperatureStrategy):
         if bool(torch.isnan(self.run_decision).any()):  # a fresh run: decide now, from a probe of the student
             if self._distiller is None:
                 raise RltempError("the policy has not decided a temperature: attach it to a Distiller first")
-            probe = self.policy.form.probe
-            probed = self._distiller.probe(probe.epochs, probe.temperature, initial=self._initial)
-            self.run_decision.copy_(self.policy.act(probed))
+            action, probed = self.policy.decide(self._distiller, self._initial)
+            self.run_decision.copy_(action)
             self._observed = self.policy.observation(probed)
         self.t_sched = self.policy.form.temperature(self.run_decision, self._progress)
         self._due = False
