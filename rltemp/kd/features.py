@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from rltemp.errors import ConfigError, did_you_mean
+from rltemp.kd.loss import per_position
 from rltemp.registry import Registry
 
 
@@ -113,8 +114,10 @@ class ValStats:
 
 @torch.no_grad()
 def validation_stats(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor) -> ValStats:
-    """:class:`ValStats` from a validation pass's student and teacher logits (N, C) and labels (N,)."""
-    zs, zt = student_logits.float(), teacher_logits.float()
+    """:class:`ValStats` from a validation pass's student and teacher logits (N, C) and labels (N,);
+    sequence logits (N, L, V) count every position."""
+    zs, labels = per_position(student_logits.float(), labels)
+    zt = per_position(teacher_logits.float())[0]
     log_c = math.log(zs.shape[-1])
     lps, lpt = F.log_softmax(zs, -1), F.log_softmax(zt, -1)
     ps, pt = lps.exp(), lpt.exp()

@@ -18,6 +18,14 @@ import torch
 import torch.nn.functional as F
 
 
+def per_position(logits: torch.Tensor, labels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Sequence logits (B, L, V) and labels (B, L) as (B·L, V) and (B·L,): every position is one instance
+    (a language model's token); class logits (B, C) and labels (B,) pass through unchanged."""
+    if logits.dim() != 3:
+        return logits, labels
+    return logits.reshape(-1, logits.shape[-1]), None if labels is None else labels.reshape(-1)
+
+
 def as_pair(temperature: float | torch.Tensor, batch: int, like: torch.Tensor,
             check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Return temperatures as columns ``(T_teacher (B, 1), T_student (B, 1))``; reject T <= 0 / NaN / inf.

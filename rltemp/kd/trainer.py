@@ -29,7 +29,7 @@ from rltemp.config import DistillConfig, OptimConfig
 from rltemp.data.base import DataBundle, Split
 from rltemp.errors import ConfigError, RltempError
 from rltemp.kd.features import GlobalState, ValStats, moving_average, validation_stats
-from rltemp.kd.loss import dkd_loss, kd_loss
+from rltemp.kd.loss import dkd_loss, kd_loss, per_position
 from rltemp.kd.strategies import TemperatureStrategy, scaled_epochs, warmup_factor
 from rltemp.kd.tblog import Decisions
 
@@ -57,20 +57,22 @@ def make_scheduler(cfg: OptimConfig, opt: torch.optim.Optimizer) -> torch.optim.
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, data: DataBundle, batch_size: int = 1024,
              keep_logits: list[torch.Tensor] | None = None) -> tuple[float, float]:
-    """Accuracy and mean CE of ``model`` on ``split`` (eval mode, no gradients); the logits of each
+    """Accuracy and mean CE of ``model`` on ``split`` (eval mode, no gradients; per position for
+    sequence logits: next-character accuracy and nats per character); the logits of each
     batch are appended to ``keep_logits`` when given (for :func:`~rltemp.kd.features.validation_stats`)."""
     was_training = model.training
     model.eval()
-    correct, loss_sum = 0, 0.0
+    correct, loss_sum, n = 0, 0.0, 0
     for x, y, _ in split.batches(batch_size):
         z = model(data.preprocess(x, False, None))
-        correct += int((z.argmax(-1) == y).sum())
-        loss_sum += float(F.cross_entropy(z, y, reduction="sum"))
         if keep_logits is not None:
             keep_logits.append(z)
+        z, y = per_position(z, y)
+        correct += int((z.argmax(-1) == y).sum())
+        loss_sum += float(F.cross_entropy(z, y, reduction="sum"))
+        n += len(y)
     model.train(was_training)
-    n = max(len(split), 1)
-    return correct / n, loss_sum / n
+    return correct / max(n, 1), loss_sum / max(n, 1)
 
 
 @torch.no_grad()
@@ -261,8 +263,8 @@ class Distiller:
         with amp:
             z_s = self.student(x_pre)
             z_t = self.teacher_logits(x_pre, idx) if self.teacher is not None else None
-        # losses and temperatures in float32
-        return z_s.float(), (z_t.float() if z_t is not None else None)
+        # losses and temperatures in float32, one row per instance (per position of a sequence)
+        return per_position(z_s.float())[0], (per_position(z_t.float())[0] if z_t is not None else None)
 
     def train_step(
         self,
@@ -275,6 +277,7 @@ class Distiller:
         """One optimiser step. ``temperature`` overrides the strategy (the environment's action);
         ``logits`` reuses a forward pass already made for this batch (see :meth:`forward_batch`)."""
         z_s, z_t = logits if logits is not None else self.forward_batch(x, idx)
+        y = y.reshape(-1)  # (B·L,) for sequences, as the logits
         ce = F.cross_entropy(z_s, y, reduction="none")
         loss = self.ce_weight * ce.mean()
         t = kd = None

@@ -1,6 +1,6 @@
-"""Model registry: small MLP / CNN families and the CIFAR KD zoo; weights-only checkpoints."""
+"""Model registry: small MLP / CNN families, the CIFAR KD zoo and a causal transformer; weights-only checkpoints."""
 
-from rltemp.models import cifar_zoo  # noqa: F401  (registers the CIFAR zoo)
+from rltemp.models import cifar_zoo, lm  # noqa: F401  (register the CIFAR zoo and the transformer)
 from rltemp.models.base import (
     MODELS,
     build_model,

