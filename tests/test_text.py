@@ -133,3 +133,27 @@ def test_distill_runs_on_the_lm_preset_and_bad_corpora_exit_2(corpus, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "neither a folder" in proc.stderr, proc.stderr
     assert not (tmp_path / "bad" / "results.json").exists()
+
+
+def test_kd_loss_and_the_controller_take_sequence_logits_with_a_mask():
+    from rltemp import TemperatureController, kd_loss
+
+    torch.manual_seed(0)
+    zs, zt = torch.randn(3, 5, 7), torch.randn(3, 5, 7)
+    y = torch.randint(0, 7, (3, 5))
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[1, 3:] = False  # the second sequence has two padding positions
+    t = torch.rand(3, 5) + 1.0
+    mean, per = kd_loss(zs, zt, t, mask=mask)
+    flat_mean, flat = kd_loss(zs[mask], zt[mask], t[mask])
+    assert per.shape == (3, 5) and (per[~mask] == 0).all() and torch.allclose(per[mask], flat)
+    assert torch.allclose(mean, flat_mean)
+    ctl = TemperatureController.load("default")
+    ctl.observe_probe(student_logits=zs, teacher_logits=zt, labels=y, mask=mask)
+    temps = ctl(zs, zt, y, progress=0.5, mask=mask)
+    assert temps.shape == (3, 5) and torch.allclose(temps, torch.full((3, 5), ctl.temperature))
+    assert ctl(zs, zt, y, progress=0.5).shape == (3, 5)
+    with pytest.raises(ValueError, match="mask must be a tensor of shape"):
+        ctl(zs, zt, y, progress=0.5, mask=mask[:, :4])
+    with pytest.raises(ValueError, match="labels of sequence logits"):
+        ctl(zs, zt, y[:, :4], progress=0.5)

@@ -8,6 +8,7 @@
     for step, (x, y) in enumerate(loader):
         zs, zt = student(x), teacher(x)
         T = ctl(zs, zt, y, progress=step / total_steps)      # (B,) temperatures, no gradient
+        # (language models: zs, zt (B, L, V), y (B, L) and mask= (B, L) give per-token T (B, L))
         loss = 0.1 * F.cross_entropy(zs, y) + 0.9 * rltemp.kd_loss(zs, zt, T)[0]
 
 It makes the decisions ``rltemp distill -T policy:...`` makes (:class:`~rltemp.kd.policy.PolicyStrategy`;
@@ -62,14 +63,14 @@ class TemperatureController:
 
     def observe_probe(self, val_acc: float | None = None, loss_ema: float = 0.0, *,
                       student_logits: torch.Tensor | None = None, teacher_logits: torch.Tensor | None = None,
-                      labels: torch.Tensor | None = None) -> None:
+                      labels: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> None:
         """Report the probe (see :attr:`probe`): the logits of the copy of your student over the whole
         validation split, your teacher's on the same instances and their labels — or, for a policy
         that reads only the accuracy (not :attr:`reads_logits`), its validation accuracy in [0, 1] —
         and its training loss's moving average. The policy decides its schedule now."""
         stats = None
         if student_logits is not None or teacher_logits is not None or labels is not None:
-            zs, zt, y = self._check(student_logits, teacher_logits, labels)
+            zs, zt, y = self._check(student_logits, teacher_logits, labels, mask)
             stats = validation_stats(zs.detach(), zt.detach(), y)
         elif self.reads_logits:
             names = ", ".join(sorted(set(self.policy.schedule_features) & set(VAL_DOCS)))
@@ -85,11 +86,25 @@ class TemperatureController:
         self.action = self.policy.act(GlobalState(0.0, val_acc, float(loss_ema), stats))
 
     @staticmethod
-    def _check(zs: torch.Tensor, zt: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The logits (N, C) and labels (N,), checked; one-line ValueErrors naming the argument."""
+    def _check(zs: torch.Tensor, zt: torch.Tensor, y: torch.Tensor,
+               mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The logits (N, C) and labels (N,), checked; one-line ValueErrors naming the argument. Sequence
+        logits (B, L, V) with labels (B, L) give their positions — those where ``mask`` (B, L) is True."""
+        if isinstance(zs, torch.Tensor) and isinstance(zt, torch.Tensor) and zs.dim() == zt.dim() == 3:
+            if zs.shape != zt.shape:
+                raise ValueError(f"student and teacher logits must have the same shape, got {tuple(zs.shape)} and "
+                                 f"{tuple(zt.shape)}")
+            if not isinstance(y, torch.Tensor) or y.shape != zs.shape[:2]:
+                raise ValueError(f"labels of sequence logits {tuple(zs.shape)} must have shape {tuple(zs.shape[:2])}")
+            if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != zs.shape[:2]):
+                raise ValueError(f"mask must be a tensor of shape {tuple(zs.shape[:2])} (True: a real token)")
+            keep = mask.bool() if mask is not None else torch.ones(zs.shape[:2], dtype=torch.bool, device=zs.device)
+            zs, zt, y = zs[keep], zt[keep], y[keep]
+        elif mask is not None:
+            raise ValueError("mask is for sequence logits (B, L, V)")
         for name, z in (("student_logits", zs), ("teacher_logits", zt)):
             if not isinstance(z, torch.Tensor) or z.dim() != 2 or not z.is_floating_point():
-                raise ValueError(f"{name} must be a floating-point tensor of shape (B, C), got "
+                raise ValueError(f"{name} must be a floating-point tensor of shape (B, C) or (B, L, V), got "
                                  f"{tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__}")
         if zs.shape != zt.shape:
             raise ValueError(f"student and teacher logits must have the same shape, got {tuple(zs.shape)} and "
@@ -105,9 +120,20 @@ class TemperatureController:
 
     @torch.no_grad()
     def __call__(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
-                 progress: float) -> torch.Tensor:
-        """Per-instance temperatures (B,) for this batch, on the logits' device, float32."""
-        zs, zt, y = self._check(student_logits, teacher_logits, labels)
+                 progress: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-instance temperatures (B,) for this batch, on the logits' device, float32; for sequence
+        logits (B, L, V), per-token temperatures (B, L) (padding, where ``mask`` is False, gets the
+        schedule's temperature and should be masked out of the loss: ``kd_loss(..., mask=mask)``)."""
+        temps = self._temperatures(*self._check(student_logits, teacher_logits, labels, mask), progress)
+        if student_logits.dim() != 3:
+            return temps
+        if mask is None:
+            return temps.view(student_logits.shape[:2])
+        out = torch.full(student_logits.shape[:2], self.temperature, dtype=torch.float32, device=temps.device)
+        out[mask.bool()] = temps
+        return out
+
+    def _temperatures(self, zs: torch.Tensor, zt: torch.Tensor, y: torch.Tensor, progress: float) -> torch.Tensor:
         if not 0.0 <= float(progress) <= 1.0:
             raise ValueError(f"progress must be the fraction of training done, in [0, 1], got {progress}")
         if self.action is None:

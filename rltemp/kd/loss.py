@@ -58,12 +58,27 @@ def kd_loss(
     temperature: float | torch.Tensor,
     scale: torch.Tensor | float | None = None,
     check: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(mean over the batch, per-instance losses (B,))`` of the scaled KD loss.
 
     ``scale`` overrides the default per-instance factor ``T_t * T_s`` (e.g. logit standardisation
     scales by its base temperature squared). ``check``: validate the temperatures (see :func:`as_pair`).
+    Sequence logits (B, L, V) make every position an instance: temperatures are then a scalar, (B, L)
+    or (B, L, 2), the per-token losses come back as (B, L), and ``mask`` (B, L) (True: a real token)
+    zeroes the padding and averages over the real tokens only.
     """
+    if student_logits.dim() == 3:
+        shape = student_logits.shape[:2]
+        if isinstance(temperature, torch.Tensor) and temperature.dim() >= 2:
+            temperature = temperature.flatten(0, 1)
+        mean, per = kd_loss(student_logits.flatten(0, 1), teacher_logits.flatten(0, 1), temperature,
+                            scale if not isinstance(scale, torch.Tensor) else scale.flatten(), check)
+        per = per.view(shape)
+        if mask is None:
+            return mean, per
+        per = per * mask
+        return per.sum() / mask.sum().clamp(min=1), per
     t_t, t_s = as_pair(temperature, student_logits.shape[0], student_logits, check)
     log_p_t = F.log_softmax(teacher_logits / t_t, dim=-1)
     log_p_s = F.log_softmax(student_logits / t_s, dim=-1)
