@@ -88,7 +88,8 @@ class DistillConfig(OptimConfig):
     temperature: str = "fixed:4"
     # the distillation loss the temperatures enter: kd (Hinton et al. 2015) or dkd (Decoupled KD,
     # Zhao et al. 2022: ce_weight · CE + min(epoch / warmup, 1) · (dkd_alpha · TCKD + dkd_beta · NCKD),
-    # kd_weight unused; warmup in epochs of the reference 240-epoch recipe, scaled by epochs / 240)
+    # kd_weight unused; warmup in epochs of the reference 240-epoch recipe, scaled by epochs / 240), or the
+    # language-model divergences rkl (reverse KL, MiniLLM), skl / srkl (skew KL / skew reverse KL, DistiLLM)
     loss: str = "kd"
     dkd_alpha: float = 1.0
     dkd_beta: float = 8.0
@@ -105,7 +106,7 @@ class DistillConfig(OptimConfig):
                               f"valid: {', '.join(LOSSES)}")
 
 
-LOSSES = ("kd", "dkd")
+LOSSES = ("kd", "dkd", "rkl", "skl", "srkl")
 
 
 @dataclass(frozen=True)

@@ -157,3 +157,42 @@ def test_kd_loss_and_the_controller_take_sequence_logits_with_a_mask():
         ctl(zs, zt, y, progress=0.5, mask=mask[:, :4])
     with pytest.raises(ValueError, match="labels of sequence logits"):
         ctl(zs, zt, y[:, :4], progress=0.5)
+
+
+def _reference_divergences(zs, zt, lam=0.1):
+    """The published objectives at T = 1, written from their definitions (DistiLLM's losses.py semantics:
+    skewed forward KL as cross-entropy to the mixture, without the teacher-entropy constant)."""
+    pt, ps = zt.softmax(-1), zs.softmax(-1)
+    rkl = (ps * (ps.log() - pt.log())).sum(-1)
+    skl_ce = -(pt * (lam * pt + (1 - lam) * ps).clamp(min=1e-8).log()).sum(-1)
+    srkl = (ps * (ps.log() - ((1 - lam) * pt + lam * ps).clamp(min=1e-8).log())).sum(-1)
+    return {"rkl": rkl, "skl": skl_ce + (pt * pt.log()).sum(-1), "srkl": srkl}, skl_ce
+
+
+@pytest.mark.parametrize("kind", ["rkl", "skl", "srkl"])
+def test_lm_divergences_match_their_definitions_values_and_gradients(kind):
+    from rltemp.kd.loss import divergence_loss
+
+    torch.manual_seed(1)
+    zt = torch.randn(6, 11) * 3
+    zs = torch.randn(6, 11, requires_grad=True)
+    ref, skl_ce = _reference_divergences(zs, zt)
+    mean, per = divergence_loss(kind, zs, zt, 1.0)
+    assert torch.allclose(per, ref[kind], atol=1e-6) and (per >= -1e-6).all()
+    target = skl_ce.mean() if kind == "skl" else ref[kind].mean()  # skl: the reference's value, same gradient
+    g_ours, = torch.autograd.grad(mean, zs)
+    g_ref, = torch.autograd.grad(target, zs)
+    assert torch.allclose(g_ours, g_ref, atol=1e-6)
+    same = divergence_loss(kind, zt.clone(), zt, 2.0)[1]
+    assert torch.allclose(same, torch.zeros(6), atol=1e-5)  # a divergence: zero when the student is the teacher
+    hot = divergence_loss(kind, zs.detach(), zt, 2.0)[1]
+    cold = divergence_loss(kind, zs.detach() / 2, zt / 2, 1.0)[1]
+    assert torch.allclose(hot, 4 * cold, atol=1e-5)  # softened by T and scaled by T², as kd_loss
+
+
+def test_distill_runs_with_an_lm_divergence(corpus, tmp_path):
+    over = [f"data.options.corpus={corpus}", *SMALL, "distill.epochs=1", "device=cpu", "--no-progress"]
+    assert main(["distill", "envs/lm.yaml", "-T", "fixed:1", "distill.loss=rkl", "--out", str(tmp_path / "r"),
+                 *over]) == 0
+    assert main(["distill", "envs/lm.yaml", "-T", "dtkd", "distill.loss=skl", "--out", str(tmp_path / "x"),
+                 *over]) == 2

@@ -124,3 +124,42 @@ def dkd_loss(
     nckd = (lt_n.exp() * (lt_n - ls_n)).masked_fill(gt, 0.0).sum(-1)
     per = (alpha * tckd + beta * nckd) * (t_t[:, 0] * t_s[:, 0] if scale is None else scale)
     return per.mean(), per
+
+
+SKEW = 0.1  # DistiLLM's skew λ (its default, ``skew_alpha`` 0.1)
+
+
+def divergence_loss(
+    kind: str,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float | torch.Tensor,
+    scale: torch.Tensor | float | None = None,
+    check: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The language-model KD divergences, ``(mean over the batch, per-instance (B,))``, on
+    temperature-softened distributions p_t = softmax(z_t / T_t), p_s = softmax(z_s / T_s), scaled by
+    T_t · T_s (or ``scale``) like :func:`kd_loss` (at T = 1, the published objectives):
+
+    - ``rkl``, reverse KL, KL(p_s ‖ p_t) (MiniLLM, Gu et al., ICLR 2024; as ``reverse_kl`` in
+      ``jongwooko/distillm``'s ``distillm/losses.py``);
+    - ``skl``, skew KL, KL(p_t ‖ λ p_t + (1 − λ) p_s), and ``srkl``, skew reverse KL,
+      KL(p_s ‖ (1 − λ) p_t + λ p_s), with λ = :data:`SKEW` = 0.1 (DistiLLM, Ko et al., ICML 2024;
+      ``skewed_forward_kl`` / ``skewed_reverse_kl`` in the same file; the mixture is clamped at
+      1e-8 as there). That file drops the constant −Σ p_t log p_t from ``skl``; here it is kept, so
+      the value is a divergence (zero when the two agree) and the gradient is the same.
+    """
+    t_t, t_s = as_pair(temperature, student_logits.shape[0], student_logits, check)
+    log_p_t = F.log_softmax(teacher_logits / t_t, dim=-1)
+    log_p_s = F.log_softmax(student_logits / t_s, dim=-1)
+    p_t, p_s = log_p_t.exp(), log_p_s.exp()
+    if kind == "rkl":
+        per = (p_s * (log_p_s - log_p_t)).sum(-1)
+    elif kind == "skl":
+        per = (p_t * (log_p_t - (SKEW * p_t + (1 - SKEW) * p_s).clamp(min=1e-8).log())).sum(-1)
+    elif kind == "srkl":
+        per = (p_s * (log_p_s - ((1 - SKEW) * p_t + SKEW * p_s).clamp(min=1e-8).log())).sum(-1)
+    else:
+        raise ValueError(f"unknown divergence {kind!r}; valid: rkl, skl, srkl")
+    per = per * ((t_t * t_s)[:, 0] if scale is None else scale)
+    return per.mean(), per

@@ -29,7 +29,7 @@ from rltemp.config import DistillConfig, OptimConfig
 from rltemp.data.base import DataBundle, Split
 from rltemp.errors import ConfigError, RltempError
 from rltemp.kd.features import GlobalState, ValStats, moving_average, validation_stats
-from rltemp.kd.loss import dkd_loss, kd_loss, per_position
+from rltemp.kd.loss import divergence_loss, dkd_loss, kd_loss, per_position
 from rltemp.kd.strategies import TemperatureStrategy, scaled_epochs, warmup_factor
 from rltemp.kd.tblog import Decisions
 
@@ -153,8 +153,9 @@ class Distiller:
         self.kd_weight = float(getattr(cfg, "kd_weight", 0.0)) if distilling else 0.0
         self.loss = str(getattr(cfg, "loss", "kd"))
         own_objective = strategy is not None and type(strategy).objective is not TemperatureStrategy.objective
-        if self.loss == "dkd" and own_objective:
-            raise ConfigError(f"distill.loss=dkd cannot be combined with {strategy.spec or type(strategy).__name__}: "
+        if self.loss != "kd" and own_objective:
+            name = strategy.spec or type(strategy).__name__
+            raise ConfigError(f"distill.loss={self.loss} cannot be combined with {name}: "
                               "that method brings its own objective; use distill.loss=kd")
         self.teacher = teacher.to(self.device).eval() if (teacher is not None and distilling) else None
         if self.teacher is not None:
@@ -307,8 +308,10 @@ class Distiller:
         """``(weighted batch KD loss, per-instance KD loss (B,), temperatures (B,) or (B, 2))``.
 
         Temperatures come from ``temperature`` (the environment's action) or the strategy; they
-        enter ``distill.loss``: ``kd`` weighted by ``kd_weight``, or ``dkd`` (Decoupled KD, with its
-        own α, β and warm-up). A strategy with its own reference objective (DTKD) replaces both."""
+        enter ``distill.loss``: ``kd`` weighted by ``kd_weight``, ``dkd`` (Decoupled KD, with its
+        own α, β and warm-up), or a language-model divergence weighted by ``kd_weight`` (``rkl``, ``skl``,
+        ``srkl``: :func:`~rltemp.kd.loss.divergence_loss`). A strategy with its own reference objective
+        (DTKD) replaces them."""
         scale = None
         if temperature is None:
             assert self.strategy is not None
@@ -324,6 +327,9 @@ class Distiller:
             mean, per = dkd_loss(z_s, z_t, y, t, cfg.dkd_alpha, cfg.dkd_beta, scale, check=False)
             w = warmup_factor(self.epoch, scaled_epochs(cfg.dkd_warmup, cfg.epochs))
             return w * mean, w * per, t
+        if self.loss != "kd":
+            mean, per = divergence_loss(self.loss, z_s, z_t, t, scale, check=False)
+            return self.kd_weight * mean, per, t
         mean, per = kd_loss(z_s, z_t, t, scale, check=False)  # validated where temperatures enter
         return self.kd_weight * mean, per, t
 
