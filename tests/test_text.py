@@ -196,3 +196,18 @@ def test_distill_runs_with_an_lm_divergence(corpus, tmp_path):
                  *over]) == 0
     assert main(["distill", "envs/lm.yaml", "-T", "dtkd", "distill.loss=skl", "--out", str(tmp_path / "x"),
                  *over]) == 2
+
+
+def test_a_teacher_of_another_window_or_vocabulary_is_refused_in_one_line(corpus, tmp_path):
+    over = [f"data.options.corpus={corpus}", *SMALL, "device=cpu", "--no-progress"]
+    assert main(["teacher", "envs/lm.yaml", *over, "--out", str(tmp_path / "t")]) == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    for i in range(3):
+        (other / f"w{i}.txt").write_text("xy " * 400)
+    ckpt = f"teacher.checkpoint={tmp_path / 't' / 'teacher.pt'}"
+    for extra, message in (("data.options.seq_len=32", "positions.weight"), (f"data.options.corpus={other}", "tokens")):
+        proc = subprocess.run([sys.executable, "-m", "rltemp", "distill", "envs/lm.yaml", *over, ckpt, extra,
+                               "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+        assert not (tmp_path / "bad").exists()
