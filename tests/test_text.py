@@ -64,6 +64,8 @@ def test_bad_corpora_are_refused(tmp_path, write, message):
         text(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match="seq_len"):
         text(tmp_path, seq_len=1)
+    with pytest.raises(ConfigError, match="test_fraction"):
+        text(tmp_path, test_fraction="a tenth")
 
 
 def test_a_missing_corpus_package_names_the_install(monkeypatch):

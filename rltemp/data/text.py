@@ -97,7 +97,8 @@ def text(cfg: DataConfig) -> DataBundle:
     for key in ("train_chars", "eval_chars"):
         if isinstance(opts[key], bool) or not isinstance(opts[key], int) or opts[key] < 0:
             raise ConfigError(f"data.options.{key} must be an integer >= 0 (0: all), got {opts[key]!r}")
-    if not 0.0 < opts["test_fraction"] < 1.0:
+    tf = opts["test_fraction"]
+    if isinstance(tf, bool) or not isinstance(tf, (int, float)) or not 0.0 < tf < 1.0:
         raise ConfigError(f"data.options.test_fraction must be in (0, 1), got {opts['test_fraction']!r}")
     works = {k: v for k, v in read_works(str(opts["corpus"])).items() if v}
     if len(works) < 3:
