@@ -105,7 +105,11 @@ def text(cfg: DataConfig) -> DataBundle:
         raise RltempError(f"corpus {opts['corpus']!r}: {len(works)} non-empty works; the splits need at least 3 "
                           "(test, validation, training)")
     vocab = sorted(set("".join(works.values())))
-    index = {c: i for i, c in enumerate(vocab)}
+    codes = np.array([ord(c) for c in vocab], np.uint32)  # sorted, so a character's id is its rank
+
+    def ids(work: str) -> np.ndarray:
+        return np.searchsorted(codes, np.frombuffer(work.encode("utf-32-le"), np.uint32)).astype(np.int64)
+
     names = list(works)
     order = np.random.default_rng(cfg.split_seed).permutation(len(names))
     total = sum(len(v) for v in works.values())
@@ -114,7 +118,7 @@ def text(cfg: DataConfig) -> DataBundle:
     for k in order:
         part = ("test" if held < bounds[0] or not parts["test"] else
                 "val" if held < bounds[1] or not parts["val"] else "train")
-        parts[part].append(np.fromiter((index[c] for c in works[names[k]]), np.int64, len(works[names[k]])))
+        parts[part].append(ids(works[names[k]]))
         held += len(works[names[k]])
     if not parts["train"]:
         raise RltempError(f"corpus {opts['corpus']!r}: no work is left for training after test and validation")

@@ -98,8 +98,10 @@ class TemperatureController:
                 raise ValueError(f"labels of sequence logits {tuple(zs.shape)} must have shape {tuple(zs.shape[:2])}")
             if mask is not None and (not isinstance(mask, torch.Tensor) or mask.shape != zs.shape[:2]):
                 raise ValueError(f"mask must be a tensor of shape {tuple(zs.shape[:2])} (True: a real token)")
-            keep = mask.bool() if mask is not None else torch.ones(zs.shape[:2], dtype=torch.bool, device=zs.device)
-            zs, zt, y = zs[keep], zt[keep], y[keep]
+            if mask is None:
+                zs, zt, y = zs.flatten(0, 1), zt.flatten(0, 1), y.flatten()
+            else:
+                zs, zt, y = zs[mask.bool()], zt[mask.bool()], y[mask.bool()]
         elif mask is not None:
             raise ValueError("mask is for sequence logits (B, L, V)")
         for name, z in (("student_logits", zs), ("teacher_logits", zt)):

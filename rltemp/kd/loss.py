@@ -12,6 +12,7 @@ first and goes through the very same arithmetic, so a constant vector gives exac
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -52,6 +53,31 @@ def as_pair(temperature: float | torch.Tensor, batch: int, like: torch.Tensor,
     return t[:, 0:1], t[:, 1:2]
 
 
+def _over_positions(loss, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                    temperature: float | torch.Tensor, scale: torch.Tensor | float | None, check: bool,
+                    mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``loss`` (a (B, V) loss of this module) on sequence logits (B, L, V): every position one
+    instance, temperatures a scalar, (B, L) or (B, L, 2), per-token losses (B, L); ``mask`` (B, L)
+    (True: a real token) zeroes the padding and averages over the real tokens only."""
+    shape = student_logits.shape[:2]
+    if isinstance(temperature, torch.Tensor) and temperature.dim() >= 2:
+        temperature = temperature.flatten(0, 1)
+    mean, per = loss(student_logits.flatten(0, 1), teacher_logits.flatten(0, 1), temperature,
+                     scale.flatten() if isinstance(scale, torch.Tensor) else scale, check)
+    per = per.view(shape)
+    if mask is None:
+        return mean, per
+    per = per * mask
+    return per.sum() / mask.sum().clamp(min=1), per
+
+
+def _softened(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float | torch.Tensor,
+              check: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(T_t (B, 1), T_s (B, 1), log softmax(z_t / T_t), log softmax(z_s / T_s))``."""
+    t_t, t_s = as_pair(temperature, student_logits.shape[0], student_logits, check)
+    return t_t, t_s, F.log_softmax(teacher_logits / t_t, dim=-1), F.log_softmax(student_logits / t_s, dim=-1)
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -69,19 +95,8 @@ def kd_loss(
     zeroes the padding and averages over the real tokens only.
     """
     if student_logits.dim() == 3:
-        shape = student_logits.shape[:2]
-        if isinstance(temperature, torch.Tensor) and temperature.dim() >= 2:
-            temperature = temperature.flatten(0, 1)
-        mean, per = kd_loss(student_logits.flatten(0, 1), teacher_logits.flatten(0, 1), temperature,
-                            scale if not isinstance(scale, torch.Tensor) else scale.flatten(), check)
-        per = per.view(shape)
-        if mask is None:
-            return mean, per
-        per = per * mask
-        return per.sum() / mask.sum().clamp(min=1), per
-    t_t, t_s = as_pair(temperature, student_logits.shape[0], student_logits, check)
-    log_p_t = F.log_softmax(teacher_logits / t_t, dim=-1)
-    log_p_s = F.log_softmax(student_logits / t_s, dim=-1)
+        return _over_positions(kd_loss, student_logits, teacher_logits, temperature, scale, check, mask)
+    t_t, t_s, log_p_t, log_p_s = _softened(student_logits, teacher_logits, temperature, check)
     kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1)
     per = kl * ((t_t * t_s)[:, 0] if scale is None else scale)
     return per.mean(), per
@@ -136,6 +151,7 @@ def divergence_loss(
     temperature: float | torch.Tensor,
     scale: torch.Tensor | float | None = None,
     check: bool = True,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The language-model KD divergences, ``(mean over the batch, per-instance (B,))``, on
     temperature-softened distributions p_t = softmax(z_t / T_t), p_s = softmax(z_s / T_s), scaled by
@@ -148,10 +164,13 @@ def divergence_loss(
       ``skewed_forward_kl`` / ``skewed_reverse_kl`` in the same file; the mixture is clamped at
       1e-8 as there). That file drops the constant −Σ p_t log p_t from ``skl``; here it is kept, so
       the value is a divergence (zero when the two agree) and the gradient is the same.
+
+    Sequence logits (B, L, V) and ``mask`` as in :func:`kd_loss`.
     """
-    t_t, t_s = as_pair(temperature, student_logits.shape[0], student_logits, check)
-    log_p_t = F.log_softmax(teacher_logits / t_t, dim=-1)
-    log_p_s = F.log_softmax(student_logits / t_s, dim=-1)
+    if student_logits.dim() == 3:
+        return _over_positions(functools.partial(divergence_loss, kind), student_logits, teacher_logits, temperature,
+                               scale, check, mask)
+    t_t, t_s, log_p_t, log_p_s = _softened(student_logits, teacher_logits, temperature, check)
     p_t, p_s = log_p_t.exp(), log_p_s.exp()
     if kind == "rkl":
         per = (p_s * (log_p_s - log_p_t)).sum(-1)

@@ -128,6 +128,11 @@ def positive_ints(model: str, **values: Any) -> None:
                               f"integer(s) >= 1, got {v!r}")
 
 
+def check_dropout(model: str, dropout: Any) -> None:
+    if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
+        raise ConfigError(f"{model}: option dropout must be in [0, 1), got {dropout!r}")
+
+
 @MODELS.register("mlp")
 def mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 256, depth: int = 2,
         dropout: float = 0.0) -> nn.Module:
@@ -135,8 +140,7 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, width: int = 256, depth:
     positive_ints("mlp", width=width)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
         raise ConfigError(f"mlp: option depth must be an integer >= 0 (hidden layers), got {depth!r}")
-    if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
-        raise ConfigError(f"mlp: option dropout must be in [0, 1), got {dropout!r}")
+    check_dropout("mlp", dropout)
     return MLP(_flat_dim(input_shape), num_classes, width, depth, dropout)
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from rltemp.errors import ConfigError
-from rltemp.models.base import MODELS, positive_ints
+from rltemp.models.base import MODELS, check_dropout, positive_ints
 
 
 class CausalTransformer(nn.Module):
@@ -27,14 +27,15 @@ class CausalTransformer(nn.Module):
         self.blocks = nn.TransformerEncoder(block, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab)
+        # the causal mask of the longest window, made once (not saved: checkpoints hold weights only)
+        self.register_buffer("causal", nn.Transformer.generate_square_subsequent_mask(max_len), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = x.shape[1]
         if length > self.max_len:
             raise ValueError(f"a window of {length} characters is longer than this model's {self.max_len}")
         h = self.tokens(x) + self.positions(torch.arange(length, device=x.device))
-        mask = nn.Transformer.generate_square_subsequent_mask(length, device=x.device)
-        return self.head(self.norm(self.blocks(h, mask=mask, is_causal=True)))
+        return self.head(self.norm(self.blocks(h, mask=self.causal[:length, :length], is_causal=True)))
 
 
 @MODELS.register("transformer")
@@ -47,6 +48,5 @@ def transformer(input_shape: tuple[int, ...], num_classes: int, width: int = 128
     if len(input_shape) != 1:
         raise ConfigError(f"transformer: reads windows of character ids (shape (L,)), not inputs of shape "
                           f"{tuple(input_shape)}; use it with data.name=text")
-    if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
-        raise ConfigError(f"transformer: option dropout must be in [0, 1), got {dropout!r}")
+    check_dropout("transformer", dropout)
     return CausalTransformer(num_classes, input_shape[0], width, layers, heads, float(dropout))
