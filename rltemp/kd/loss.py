@@ -102,27 +102,19 @@ def kd_loss(
     return per.mean(), per
 
 
-def dkd_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    labels: torch.Tensor,
-    temperature: float | torch.Tensor,
-    alpha: float = 1.0,
-    beta: float = 8.0,
-    scale: torch.Tensor | float | None = None,
-    check: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decoupled KD (Zhao et al., CVPR 2022) with per-instance temperatures; ``(mean, per-instance (B,))``.
+def dkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
+              temperature: float | torch.Tensor, check: bool = True
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(TCKD (B,), NCKD (B,), T_t (B, 1), T_s (B, 1))`` of Decoupled KD (Zhao et al., CVPR 2022).
 
     With p = softmax(z / T) for each model and the binary split b = [p_gt, 1 − p_gt] on the label:
 
         TCKD_i = KL(b_t,i ‖ b_s,i)
         NCKD_i = KL(p̂_t,i ‖ p̂_s,i),  p̂ = softmax over the non-target classes (the target masked out)
-        L_i    = s_i · (alpha · TCKD_i + beta · NCKD_i),  s_i = T_t,i · T_s,i (T_i² for one T)
 
     as in mdistiller's ``dkd_loss`` (which masks the target with a −1000 logit offset; here it is
-    removed exactly), vectorised over per-instance temperatures.
-    """
+    removed exactly), vectorised over per-instance temperatures. Shared by :func:`dkd_loss` and
+    ATKD (:class:`~rltemp.kd.token_methods.ATKD`), which weights the two terms per token."""
     t_t, t_s = as_pair(temperature, student_logits.shape[0], student_logits, check)
     gt = F.one_hot(labels, student_logits.shape[-1]).bool()
     zt, zs = teacher_logits / t_t, student_logits / t_s
@@ -137,6 +129,23 @@ def dkd_loss(
     lt_n = F.log_softmax(zt.masked_fill(gt, neg_inf), -1)
     ls_n = F.log_softmax(zs.masked_fill(gt, neg_inf), -1)
     nckd = (lt_n.exp() * (lt_n - ls_n)).masked_fill(gt, 0.0).sum(-1)
+    return tckd, nckd, t_t, t_s
+
+
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float | torch.Tensor,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    scale: torch.Tensor | float | None = None,
+    check: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoupled KD with per-instance temperatures; ``(mean, per-instance (B,))``:
+    L_i = s_i · (alpha · TCKD_i + beta · NCKD_i), s_i = T_t,i · T_s,i (T_i² for one T); terms as in
+    :func:`dkd_terms`."""
+    tckd, nckd, t_t, t_s = dkd_terms(student_logits, teacher_logits, labels, temperature, check)
     per = (alpha * tckd + beta * nckd) * (t_t[:, 0] * t_s[:, 0] if scale is None else scale)
     return per.mean(), per
 
