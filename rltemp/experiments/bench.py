@@ -200,6 +200,7 @@ def run_suite(suite: Suite, out: str | Path, jobs: int = 2, progress: bool = Tru
             continue
         t = r.get("temperature") or {}
         rows.append({"pair": pair, "method": m, "seed": s, "test_acc": r["test_acc"], "val_acc": r["val_acc"],
+                     "test_loss": r.get("test_loss"), "val_loss": r.get("val_loss"),
                      "best_val_acc": r["best_val_acc"], "wall_time_s": r["wall_time_s"], "kd_steps": r["kd_steps"],
                      "temperature_mean": t.get("mean"), "temperature_std": t.get("std"), "run_dir": str(d),
                      "temperature_by_epoch": r.get("temperature_by_epoch")})

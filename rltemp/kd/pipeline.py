@@ -287,7 +287,7 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
         _fit_with_progress(trainer, f"distill {spec}", progress, log_epochs, on_epoch)
         wall = time.perf_counter() - t0
         test_acc, test_loss = evaluate(trainer.student, data.test, data)
-        val_acc, _ = evaluate(trainer.student, data.val, data)
+        val_acc, val_loss = evaluate(trainer.student, data.val, data)
         best_test = None
         if trainer.best_state is not None:
             best = build_student_model(cfg, data, cfg.seed).to(device)
@@ -299,6 +299,7 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
             "test_acc": test_acc,
             "test_loss": test_loss,
             "val_acc": val_acc,
+            "val_loss": val_loss,
             "best_val_acc": trainer.best_val_acc,
             "best_val_epoch": trainer.best_epoch,
             "test_acc_at_best_val": best_test,
