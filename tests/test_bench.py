@@ -83,3 +83,26 @@ def test_quickstart_prints_the_shipped_policy_against_the_grid(tmp_path, capsys,
     for f in ("summary.md", "results.csv", "schedules.png", "accuracy.png"):
         assert (tmp_path / "q" / f).is_file(), f
     assert main(["quickstart", "--seeds", "1"]) == 2
+
+
+def _criterion():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fixed_t_table", "benchmarks/fixed_t_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.criterion
+
+
+@pytest.mark.parametrize("ce_loss, holds", [(2.0, True), (1.52, False)])
+def test_the_pair_criterion_on_cross_entropy_picks_t_by_val_loss(ce_loss, holds):
+    """Lower is better on CE: T is chosen by the lowest validation CE and the gain is CE − KD."""
+    test_ce = {"ce": ce_loss, "fixed:1": 1.5, "fixed:2": 1.6, "fixed:4": 1.8, "fixed:8": 2.1}
+    val_ce = {**test_ce, "fixed:1": 1.7, "fixed:2": 1.55}  # validation prefers T = 2
+    by = {m: {s: {"test_loss": v + 0.01 * s, "val_loss": val_ce[m] + 0.01 * s, "test_acc": 0.5, "val_acc": 0.5}
+              for s in range(5)} for m, v in test_ce.items()}
+    out = _criterion()(by, "ce", 120, 100.0)
+    assert "best fixed T on val: fixed:2" in out and "| fixed:8 | 2.1200 ± 0.0158 |" in out
+    assert f"KD gain over CE {ce_loss - 1.6:+.4f} nats/char" in out
+    assert out.endswith("HOLDS" if holds else "FAILS")
+    assert _criterion()(by, "ce", 60, 100.0).endswith("FAILS")  # the slowest run is over the budget
