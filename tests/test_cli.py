@@ -10,7 +10,7 @@ from conftest import write_fake_cifar
 
 from rltemp.cli import main
 
-STRATEGIES = ["fixed:4", "anneal", "ctkd", "ctkd-instance", "dtkd", "ls", "ce"]
+STRATEGIES = ["fixed:4", "anneal", "ctkd", "ctkd-instance", "dtkd", "ls", "adakd", "atkd", "ce"]
 
 
 def _distill(tmp_path, overrides, spec="fixed:4", name="r"):

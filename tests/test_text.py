@@ -1,6 +1,7 @@
 """The ``text`` dataset (split by whole works), the causal transformer, and KD per token position."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -129,7 +130,7 @@ def test_distill_runs_on_the_lm_preset_and_bad_corpora_exit_2(corpus, tmp_path):
     over = [f"data.options.corpus={corpus}", *SMALL, "device=cpu", "--no-progress"]
     assert main(["distill", "envs/lm.yaml", "-T", "anneal:4,1,linear", "--out", str(tmp_path / "d"), *over]) == 0
     res = json.loads((tmp_path / "d" / "results.json").read_text())
-    assert res["dataset"] == "text" and 0 <= res["test_acc"] <= 1
+    assert res["dataset"] == "text" and 0 <= res["test_acc"] <= 1 and res["val_loss"] > 0 < res["test_loss"]
     proc = subprocess.run([sys.executable, "-m", "rltemp", "distill", "envs/lm.yaml", *over[1:],
                            f"data.options.corpus={tmp_path / 'none'}", "--out", str(tmp_path / "bad")],
                           capture_output=True, text=True, timeout=120)
@@ -198,6 +199,15 @@ def test_distill_runs_with_an_lm_divergence(corpus, tmp_path):
                  *over]) == 0
     assert main(["distill", "envs/lm.yaml", "-T", "dtkd", "distill.loss=skl", "--out", str(tmp_path / "x"),
                  *over]) == 2
+
+
+@pytest.mark.parametrize("spec", ["adakd", "atkd"])
+def test_distill_runs_with_the_per_token_baselines(corpus, tmp_path, spec):
+    over = [f"data.options.corpus={corpus}", *SMALL, "device=cpu", "--no-progress"]
+    assert main(["distill", "envs/lm.yaml", "-T", spec, "--out", str(tmp_path / "r"), *over]) == 0
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert math.isfinite(res["test_loss"]) and res["temperature"]["min"] <= 1 <= res["temperature"]["max"]
+    assert main(["distill", "envs/lm.yaml", "-T", spec, "distill.loss=rkl", "--out", str(tmp_path / "x"), *over]) == 2
 
 
 def test_a_teacher_of_another_window_or_vocabulary_is_refused_in_one_line(corpus, tmp_path):
