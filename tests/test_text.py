@@ -131,6 +131,16 @@ def test_distill_runs_on_the_lm_preset_and_bad_corpora_exit_2(corpus, tmp_path):
     assert main(["distill", "envs/lm.yaml", "-T", "anneal:4,1,linear", "--out", str(tmp_path / "d"), *over]) == 0
     res = json.loads((tmp_path / "d" / "results.json").read_text())
     assert res["dataset"] == "text" and 0 <= res["test_acc"] <= 1 and res["val_loss"] > 0 < res["test_loss"]
+    edges, by_entropy = res["teacher_entropy_edges"], res["test_loss_by_teacher_entropy"]
+    assert res["teacher_test_loss"] > 0 and edges == sorted(edges) and len(by_entropy) == 4
+    assert min(v for v in by_entropy if v is not None) <= res["test_loss"] <= max(v for v in by_entropy if v is not None)
+    # a CE run reports them too when the teacher exists already (it is never trained for them)
+    assert main(["distill", "envs/lm.yaml", "-T", "ce", "--out", str(tmp_path / "ce"), *over]) == 0
+    ce = json.loads((tmp_path / "ce" / "results.json").read_text())
+    assert ce["teacher"] is None and ce["teacher_test_loss"] == pytest.approx(res["teacher_test_loss"])
+    other = "teacher.options={width: 12, layers: 1, heads: 2}"  # a teacher nobody trained: no metrics, no training
+    assert main(["distill", "envs/lm.yaml", "-T", "ce", "--out", str(tmp_path / "ce2"), *over, other]) == 0
+    assert "teacher_test_loss" not in json.loads((tmp_path / "ce2" / "results.json").read_text())
     proc = subprocess.run([sys.executable, "-m", "rltemp", "distill", "envs/lm.yaml", *over[1:],
                            f"data.options.corpus={tmp_path / 'none'}", "--out", str(tmp_path / "bad")],
                           capture_output=True, text=True, timeout=120)

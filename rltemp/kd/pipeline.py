@@ -15,15 +15,19 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rltemp.config import Config
 from rltemp.data import DataBundle, load_dataset
+from rltemp.data.base import Split
 from rltemp.errors import RltempError
 from rltemp.kd.strategies import StrategyContext, TemperatureStrategy, build_strategy
 from rltemp.kd.tblog import decision_figure, log_decisions, write_hparams
-from rltemp.kd.trainer import Distiller, EpochStats, evaluate
+from rltemp.kd.loss import per_position
+from rltemp.kd.trainer import Distiller, EpochStats, evaluate, predict_logits
 from rltemp.models import build_model, load_checkpoint, load_state_strict, save_checkpoint
 from rltemp.paths import atomic_write_bytes, cache_dir
 from rltemp.runs import RunDir
@@ -120,6 +124,36 @@ def get_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: b
     log.info("teacher: val %.4f test %.4f (%.1fs), cached at %s", res["val_acc"], res["test_acc"], res["wall_time_s"],
              path)
     return model.eval()
+
+
+def cached_teacher(cfg: Config, data: DataBundle, device: torch.device) -> nn.Module | None:
+    """The teacher when it exists already (a checkpoint or the cache), else ``None``: never trains one."""
+    if cfg.teacher.checkpoint or teacher_cache_path(cfg, teacher_data(cfg, data, device)).exists():
+        return get_teacher(cfg, data, device, progress=False)
+    return None
+
+
+ENTROPY_QUANTILES = 4
+
+
+@torch.no_grad()
+def sequence_metrics(student: nn.Module, teacher: nn.Module, split: Split, data: DataBundle) -> dict[str, Any]:
+    """Language-model metrics of ``student`` against ``teacher`` on ``split`` (issue 30), per character:
+    the teacher's cross-entropy (nats/char; the gap a student can close is its CE run's CE − this), and
+    the student's cross-entropy in each quartile of the teacher's next-character entropy
+    H_t = −Σ p_t log p_t (the edges are H_t's quantiles 0, ¼, ½, ¾, 1 on this split): where the
+    teacher is sure (inside a word) versus unsure (a word's start)."""
+    zs, y = per_position(predict_logits(student, split, data), split.y)
+    zt, _ = per_position(predict_logits(teacher, split, data))
+    ce = F.cross_entropy(zs, y, reduction="none")
+    log_pt = F.log_softmax(zt, -1)
+    h = (-(log_pt.exp() * log_pt).sum(-1)).cpu().numpy()
+    edges = np.quantile(h, np.linspace(0, 1, ENTROPY_QUANTILES + 1))
+    bucket = torch.as_tensor(np.clip(np.searchsorted(edges[1:-1], h, side="right"), 0, ENTROPY_QUANTILES - 1))
+    ce = ce.cpu()
+    return {"teacher_test_loss": float(F.cross_entropy(zt, y)), "teacher_entropy_edges": edges.tolist(),
+            "test_loss_by_teacher_entropy": [float(ce[bucket == i].mean()) if bool((bucket == i).any()) else None
+                                             for i in range(ENTROPY_QUANTILES)]}
 
 
 # --------------------------------------------------------------------------- logging
@@ -295,6 +329,11 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
             best_test, _ = evaluate(best, data.test, data)
             save_checkpoint(run.path / "best.pt", best, {"arch": cfg.student.model, "epoch": trainer.best_epoch})
         save_checkpoint(run.path / "last.pt", trainer.student, {"arch": cfg.student.model, "epoch": trainer.epoch})
+        extra: dict[str, Any] = {}
+        if data.test.y.dim() == 2:  # a sequence model: per-character metrics
+            ref = teacher if teacher is not None else cached_teacher(cfg, data, device)
+            if ref is not None:
+                extra = sequence_metrics(trainer.student, ref, data.test, data)
         results = {
             "test_acc": test_acc,
             "test_loss": test_loss,
@@ -316,6 +355,7 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
             "teacher": cfg.teacher.model if teacher is not None else None,
             "dataset": cfg.data.name,
             "device": str(device),
+            **extra,
         }
         writer.add_scalar("eval/test_acc", test_acc, trainer.epoch)
         write_hparams(writer, run_hparams(cfg, student), {"hparam/test_acc": test_acc, "hparam/val_acc": val_acc,
