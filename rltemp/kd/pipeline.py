@@ -24,9 +24,9 @@ from rltemp.config import Config
 from rltemp.data import DataBundle, load_dataset
 from rltemp.data.base import Split
 from rltemp.errors import RltempError
+from rltemp.kd.loss import per_position
 from rltemp.kd.strategies import StrategyContext, TemperatureStrategy, build_strategy
 from rltemp.kd.tblog import decision_figure, log_decisions, write_hparams
-from rltemp.kd.loss import per_position
 from rltemp.kd.trainer import Distiller, EpochStats, evaluate, predict_logits
 from rltemp.models import build_model, load_checkpoint, load_state_strict, save_checkpoint
 from rltemp.paths import atomic_write_bytes, cache_dir
