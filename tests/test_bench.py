@@ -106,3 +106,23 @@ def test_the_pair_criterion_on_cross_entropy_picks_t_by_val_loss(ce_loss, holds)
     assert f"KD gain over CE {ce_loss - 1.6:+.4f} nats/char" in out
     assert out.endswith("HOLDS" if holds else "FAILS")
     assert _criterion()(by, "ce", 60, 100.0).endswith("FAILS")  # the slowest run is over the budget
+
+
+def test_a_cross_entropy_suite_chooses_grid_by_val_ce_and_counts_lower_as_better():
+    from rltemp.experiments.bench import METRICS, PairSpec, Suite, by_method, grid_rows, pair_table
+
+    suite = Suite(name="lm", seeds=[0, 1, 2], pairs=[PairSpec("p", "envs/mnist1d.yaml")],
+                  methods=["ce", "grid"], references=["grid"], metric="ce")
+    ce = {"ce": 2.0, "fixed:1": 1.6, "fixed:2": 1.5, "fixed:4": 1.7, "fixed:8": 1.9}
+    rows = [{"pair": "p", "method": m, "seed": s, "test_loss": v + 0.01 * s, "val_loss": v + 0.02 * s,
+             "test_acc": 0.5, "val_acc": 0.9 if m == "fixed:8" else 0.5, "wall_time_s": 1.0, "kd_steps": 1}
+            for m, v in ce.items() for s in suite.seeds]
+    grid = grid_rows(rows, suite)
+    assert {r["chosen"] for r in grid} == {"fixed:2"}  # the lowest validation CE, not the best accuracy
+    by = by_method(rows + grid, "p")
+    table = "\n".join(pair_table(by, ["ce", "grid"], ["grid"], METRICS["ce"]))
+    assert "| ce | 3 | 2.0100 ± 0.0100 |" in table and "-0.5000 ± 0.0000 *" in table  # CE is 0.5 nats/char worse
+    with pytest.raises(ConfigError, match="metric must be one of acc, ce"):
+        from rltemp.experiments.bench import check_suite
+
+        check_suite(Suite(name="x", pairs=[PairSpec("p", "envs/mnist1d.yaml")], methods=["ce"], metric="bleu"))

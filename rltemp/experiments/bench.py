@@ -5,7 +5,9 @@ pairs (a preset plus overrides, optionally their own method list), methods (any 
 ``grid`` = the best of ``fixed:{1,2,4,8}`` chosen per seed on validation; ``policy`` = a policy
 trained once by the ``policy:`` section — per pair, or on the pair named by ``policy.train_on`` and
 transferred to every other pair — then used frozen; ``online:AGENT``), seeds, and the reference
-methods that the paired differences are taken against.
+methods that the paired differences are taken against. ``metric: ce`` compares cross-entropy
+(nats/char; a language-model suite) instead of accuracy: ``grid`` then picks T by validation CE,
+and every Δ is signed so that positive means better (lower CE).
 
 Each cell runs into ``OUT/<pair>/<method>/s<seed>/`` and counts only once its ``results.json``
 exists (written last, atomically), so a second invocation redoes nothing, and a cell whose process
@@ -43,6 +45,27 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Metric:
+    """What a suite compares: last-epoch accuracy (%) or cross-entropy (nats/char, language models).
+    ``sign`` makes every Δ "higher is better" (a CE Δ is the reference's CE − the method's)."""
+
+    key: str  # results.json's test_<key> / val_<key>
+    scale: float
+    sign: int
+    label: str
+
+    def of(self, row: dict[str, Any], split: str = "test") -> float:
+        return self.scale * row[f"{split}_{self.key}"]
+
+    def better(self, a: float, b: float) -> float:
+        """How much better a is than b (positive: a is better)."""
+        return self.sign * (a - b)
+
+
+METRICS = {"acc": Metric("acc", 100.0, 1, "acc %"), "ce": Metric("loss", 1.0, -1, "CE nats/char")}
+
+
+@dataclass(frozen=True)
 class PairSpec:
     name: str = ""
     config: str = "envs/default.yaml"
@@ -69,6 +92,11 @@ class Suite:
     # a pair whose reference rows also serve pairs that lack them (ablations: one set of baselines,
     # many policy variants on the same distillation config and seeds)
     references_from: str = ""
+    metric: str = "acc"  # acc: last-epoch accuracy; ce: cross-entropy (a language-model suite; grid's T by val CE)
+
+    @property
+    def score(self) -> Metric:
+        return METRICS[self.metric]
 
     def methods_of(self, pair: PairSpec) -> list[str]:
         return list(pair.methods or self.methods)
@@ -87,6 +115,8 @@ def check_suite(suite: Suite, source: str = "suite") -> Suite:
     names = [p.name for p in suite.pairs]
     if any(not n for n in names) or len(set(names)) != len(names):
         raise ConfigError(f"{source}: every pair needs a distinct name")
+    if suite.metric not in METRICS:
+        raise ConfigError(f"{source}: metric must be one of {', '.join(METRICS)}, got {suite.metric!r}")
     for key, value in (("policy.train_on", suite.policy.train_on), ("references_from", suite.references_from)):
         if value and value not in names:
             raise ConfigError(f"{source}: {key} names no pair: {value!r}; pairs: {', '.join(names)}")
@@ -212,7 +242,7 @@ def run_suite(suite: Suite, out: str | Path, jobs: int = 2, progress: bool = Tru
 
 
 def grid_rows(rows: list[dict[str, Any]], suite: Suite) -> list[dict[str, Any]]:
-    """Per pair and seed, the fixed-T run with the best last-epoch *validation* accuracy."""
+    """Per pair and seed, the fixed-T run with the best last-epoch *validation* score (the suite's metric)."""
     out = []
     for pair in suite.pairs:
         if "grid" not in suite.methods_of(pair):
@@ -221,7 +251,7 @@ def grid_rows(rows: list[dict[str, Any]], suite: Suite) -> list[dict[str, Any]]:
             runs = [r for r in rows if r["pair"] == pair.name and r["seed"] == s and r["method"] in GRID]
             if len(runs) < len(GRID):
                 continue
-            best = max(runs, key=lambda r: r["val_acc"])  # selection on validation only
+            best = max(runs, key=lambda r: suite.score.sign * suite.score.of(r, "val"))  # on validation only
             out.append({**best, "method": "grid", "chosen": best["method"],
                         "wall_time_s": sum(r["wall_time_s"] for r in runs),
                         "kd_steps": sum(r["kd_steps"] for r in runs)})
@@ -236,17 +266,20 @@ def by_method(rows: list[dict[str, Any]], pair: str) -> dict[str, dict[int, dict
     return by
 
 
-def pair_table(by: dict[str, dict[int, dict[str, Any]]], order: list[str], references: list[str]) -> list[str]:
-    """Markdown rows: accuracy mean ± std and paired Δ (95 % t interval, ``*`` if it excludes 0)."""
+def pair_table(by: dict[str, dict[int, dict[str, Any]]], order: list[str], references: list[str],
+               metric: Metric = METRICS["acc"]) -> list[str]:
+    """Markdown rows: the metric's mean ± std and paired Δ (95 % t interval, ``*`` if it excludes 0;
+    positive: better than the reference)."""
     from rltemp.kd.pipeline import method_name
 
     refs = [r for r in references if r in by]
-    lines = ["| method | n | test acc % | val acc % | " + " | ".join(f"Δ vs {r}" for r in refs) + " | wall s / run |",
-             "|---|---|---|---|" + "---|" * len(refs) + "---|"]
+    digits = 2 if metric.scale == 100 else 4
+    lines = [f"| method | n | test {metric.label} | val {metric.label} | " + " | ".join(f"Δ vs {r}" for r in refs)
+             + " | wall s / run |", "|---|---|---|---|" + "---|" * len(refs) + "---|"]
     for m in order:
         seeds = sorted(by[m])
-        tm, ts = mean_std([100 * by[m][s]["test_acc"] for s in seeds])
-        vm, vs = mean_std([100 * by[m][s]["val_acc"] for s in seeds])
+        tm, ts = mean_std([metric.of(by[m][s]) for s in seeds])
+        vm, vs = mean_std([metric.of(by[m][s], "val") for s in seeds])
         wall = statistics.mean(by[m][s]["wall_time_s"] for s in seeds)
         deltas = []
         for ref in refs:
@@ -254,17 +287,20 @@ def pair_table(by: dict[str, dict[int, dict[str, Any]]], order: list[str], refer
             if m == ref or len(common) < 2:
                 deltas.append("")
                 continue
-            d, h = paired_ci([100 * by[m][s]["test_acc"] for s in common],
-                             [100 * by[ref][s]["test_acc"] for s in common])
-            deltas.append(f"{d:+.2f} ± {h:.2f}{' *' if abs(d) > h else ''}")
+            d, h = paired_ci([metric.sign * metric.of(by[m][s]) for s in common],
+                             [metric.sign * metric.of(by[ref][s]) for s in common])
+            deltas.append(f"{d:+.{digits}f} ± {h:.{digits}f}{' *' if abs(d) > h else ''}")
         note = " (sum of its 4 runs)" if m == "grid" else ""
-        lines.append(f"| {method_name(m)} | {len(seeds)} | {tm:.2f} ± {ts:.2f} | {vm:.2f} ± {vs:.2f} | "
+        lines.append(f"| {method_name(m)} | {len(seeds)} | {tm:.{digits}f} ± {ts:.{digits}f} | "
+                     f"{vm:.{digits}f} ± {vs:.{digits}f} | "
                      + "".join(f"{d} | " for d in deltas) + f"{wall:.1f}{note} |")
     return lines
 
 
 def summary_lines(suite: Suite, rows: list[dict[str, Any]], policy_runs: dict[str, dict[str, Any]]) -> list[str]:
-    lines = ["Last-epoch test accuracy (%), mean ± std over seeds; Δ = paired difference over the same seeds "
+    what = ("test accuracy (%)" if suite.metric == "acc" else
+            "test cross-entropy (nats/char; Δ = the reference's CE − the method's, positive: lower CE)")
+    lines = [f"Last-epoch {what}, mean ± std over seeds; Δ = paired difference over the same seeds "
              "with a 95 % t interval. Selection (grid's T) on validation only.", ""]
     shared = by_method(rows, suite.references_from) if suite.references_from else {}
     for pair in suite.pairs:
@@ -272,7 +308,7 @@ def summary_lines(suite: Suite, rows: list[dict[str, Any]], policy_runs: dict[st
         order = list(dict.fromkeys(m for m in [*suite.methods_of(pair), *GRID] if m in by))
         by = {**{r: shared[r] for r in suite.references if r in shared and r not in by}, **by}
         lines += [f"## {pair.name} (`{pair.config}` {' '.join(pair.overrides)})", "",
-                  *pair_table(by, order, suite.references)]
+                  *pair_table(by, order, suite.references, suite.score)]
         if "grid" in by:
             chosen = ", ".join(f"s{s}: {by['grid'][s]['chosen']}" for s in sorted(by["grid"]))
             lines += ["", f"grid's choice per seed: {chosen}"]
@@ -289,7 +325,7 @@ def across_pairs(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
     interval; and which single rule the suite lists (fixed or annealed) is best by its mean over every cell."""
     from rltemp.kd.pipeline import method_name
 
-    cells = {(r["pair"], r["method"], r["seed"]): 100 * r["test_acc"] for r in rows}
+    cells = {(r["pair"], r["method"], r["seed"]): suite.score.sign * suite.score.of(r) for r in rows}
     methods = list(dict.fromkeys(r["method"] for r in rows))
     refs = [r for r in suite.references if r in methods]
     out = ["## Across the pairs", "",
@@ -310,7 +346,8 @@ def across_pairs(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
                         for p in pairs]
             d, h = paired_ci(a, b)
             star = " *" if abs(d) > h else ""
-            row.append(f"{statistics.mean(per_pair):+.2f} / {d:+.2f} ± {h:.2f}{star} (n {len(keys)})")
+            f = 2 if suite.metric == "acc" else 4
+            row.append(f"{statistics.mean(per_pair):+.{f}f} / {d:+.{f}f} ± {h:.{f}f}{star} (n {len(keys)})")
         n_pairs = len({p for (p, mm, _) in cells if mm == m})
         out.append(f"| {method_name(m)} | {n_pairs} | " + " | ".join(row) + " |")
     listed = {m for p in suite.pairs for m in suite.methods_of(p)}  # not the grid's own runs
@@ -320,15 +357,16 @@ def across_pairs(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
     if complete:
         means = {m: statistics.mean(v for (p, mm, _), v in cells.items() if mm == m) for m in complete}
         best = max(means, key=means.get)
+        sign, unit = suite.score.sign, " %" if suite.metric == "acc" else " nats/char"
         out += ["", "The one hand rule a person would use everywhere (the best fixed or annealed rule by its mean over "
-                f"every cell): `{best}` ({means[best]:.2f} %; " + ", ".join(f"`{m}` {v:.2f}" for m, v in means.items()
-                                                                         if m != best) + ")."]
+                f"every cell): `{best}` ({sign * means[best]:.2f}{unit}; "
+                + ", ".join(f"`{m}` {sign * v:.2f}" for m, v in means.items() if m != best) + ")."]
     return [*out, ""]
 
 
 def write_tables(out: Path, suite: Suite, rows: list[dict[str, Any]], policy_runs: dict[str, dict[str, Any]]) -> None:
-    cols = ["pair", "method", "seed", "test_acc", "val_acc", "best_val_acc", "wall_time_s", "kd_steps",
-            "temperature_mean", "temperature_std", "chosen", "run_dir"]
+    cols = ["pair", "method", "seed", "test_acc", "val_acc", "test_loss", "val_loss", "best_val_acc", "wall_time_s",
+            "kd_steps", "temperature_mean", "temperature_std", "chosen", "run_dir"]
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
@@ -433,11 +471,11 @@ def plot(path: Path, rows: list[dict[str, Any]], suite: Suite) -> None:
     for ax, pair in zip(axes[:, 0], pairs, strict=True):
         methods = list(dict.fromkeys(r["method"] for r in rows if r["pair"] == pair))
         for i, m in enumerate(methods):
-            acc = [100 * r["test_acc"] for r in rows if r["pair"] == pair and r["method"] == m]
+            acc = [suite.score.of(r) for r in rows if r["pair"] == pair and r["method"] == m]
             ax.scatter([i] * len(acc), acc, s=14, alpha=0.7)
             ax.hlines(statistics.mean(acc), i - 0.3, i + 0.3, colors="k")
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("test acc % (last epoch)")
+        ax.set_ylabel(f"test {suite.score.label} (last epoch)")
         ax.set_title(pair, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
