@@ -234,3 +234,14 @@ def test_a_teacher_of_another_window_or_vocabulary_is_refused_in_one_line(corpus
                                "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
         assert not (tmp_path / "bad").exists()
+
+
+def test_online_mode_learns_a_per_token_modulator_and_it_transfers(corpus, tmp_path):
+    """The per-instance environment on a language model: one instance per token position."""
+    over = [f"data.options.corpus={corpus}", *SMALL, "device=cpu", "--no-progress"]
+    assert main(["distill", "envs/lm.yaml", "-T", "online:agents/ppo.yaml", "--out", str(tmp_path / "on"), *over]) == 0
+    res = json.loads((tmp_path / "on" / "results.json").read_text())
+    assert res["temperature"]["std"] > 0 and (tmp_path / "on" / "policy.json").is_file()  # per-token temperatures
+    assert main(["distill", "envs/lm.yaml", "-T", f"policy:{tmp_path / 'on'}", "seed=1", "--out",
+                 str(tmp_path / "frozen"), *over]) == 0
+    assert json.loads((tmp_path / "frozen" / "results.json").read_text())["temperature"]["std"] > 0

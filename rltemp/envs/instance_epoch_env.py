@@ -8,7 +8,8 @@ a plain step on the default pair: the per-KD-step environment of earlier version
 of that happens once per epoch, over the whole training split at once, and the optimiser steps run as
 in a plain epoch.
 
-- Observation ``Box(0, 1, (N, F), float32)``, N = the training split's size: each instance's
+- Observation ``Box(0, 1, (N, F), float32)``, N = the training split's size (× its window length L for a
+  language model: every token position is one instance): each instance's
   features (``env.features``, :mod:`rltemp.kd.features`) from the logits of the last optimiser step
   that saw it (its previous epoch; before the first epoch, one inference pass of the initial
   student).
@@ -62,7 +63,9 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         self.base = load_schedule_base(self.ecfg.base_policy) if self.ecfg.base_policy else None
         head = Head(Modulator.decision, "", self.features, [], "", max_multiplier=self.ecfg.max_multiplier)
         self._modulator = Modulator(head, self.ecfg.t_min, self.ecfg.t_max)
-        self.n = len(self.data.train)
+        # one instance per training example, or per token position of a sequence (B windows of L)
+        self.positions = int(self.data.train.y.shape[1]) if self.data.train.y.dim() == 2 else 1
+        self.n = len(self.data.train) * self.positions
         self.observation_space = observation_box((self.n, len(self.features)))
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.n,), np.float32)
         self._capture: InputCapture | None = None
@@ -74,6 +77,17 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         return self.cfg.distill.epochs
 
     # ------------------------------------------------------------------ helpers
+    def _instances(self, idx: torch.Tensor) -> torch.Tensor:
+        """The instance rows of the split's examples ``idx``: themselves, or each window's L positions."""
+        if self.positions == 1:
+            return idx
+        return (idx[:, None] * self.positions + torch.arange(self.positions, device=idx.device)).reshape(-1)
+
+    @staticmethod
+    def _rows(z: torch.Tensor) -> torch.Tensor:
+        """Logits with one row per instance ((B, L, V) -> (B·L, V))."""
+        return z.reshape(-1, z.shape[-1])
+
     def _validate(self) -> tuple[float, float, torch.Tensor]:
         """Accuracy, loss and logits on the full validation split, and its gradient for the credit."""
         d = self.distiller
@@ -95,8 +109,8 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         """What every instance looked like when last seen, with the global state of now. The
         teacher's side is computed once per episode when its logits are cached (they never change)."""
         d = self.distiller
-        zt = d.teacher_cache if d.teacher_cache is not None else self._zt
-        inp = FeatureInput(self._zs, zt, d.data.train.y)
+        zt = self._rows(d.teacher_cache) if d.teacher_cache is not None else self._zt
+        inp = FeatureInput(self._zs, zt, d.data.train.y.reshape(-1))
         if d.teacher_cache is not None:
             if self._teacher_side is None:
                 self._teacher_side = {k: getattr(inp, k) for k in ("p_t", "top1_t")}
@@ -125,8 +139,9 @@ class KDInstanceEpochEnv(StudentRunsEnv):
             self._capture.remove()
         self._capture = InputCapture(last_linear(d.student, self.data.num_classes))
         # what each instance looked like when last seen: the initial student's logits to begin with
-        self._zs = predict_logits(d.student, d.data.train, d.data).float()
-        self._zt = predict_logits(self.teacher, d.data.train, d.data).float() if d.teacher_cache is None else None
+        self._zs = self._rows(predict_logits(d.student, d.data.train, d.data).float())
+        self._zt = (self._rows(predict_logits(self.teacher, d.data.train, d.data).float())
+                    if d.teacher_cache is None else None)
         self._teacher_side: dict[str, Any] | None = None
         self._base_action = None
         if self.base is not None:  # the base schedule decides once, from a probe of the fresh student
@@ -144,15 +159,19 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         # the epoch's temperature for every instance (with a schedule: centred over the epoch's decisions)
         temps_all, n_bad = self.instance_temperatures(a, t_sched)
         idxs, ts, kds = [], [], []
-        seen = (self.n // d.cfg.batch_size) * d.cfg.batch_size  # the epoch's full batches (drop_last)
+        # the instances of the epoch's full batches (drop_last)
+        seen = (len(self.data.train) // d.cfg.batch_size) * d.cfg.batch_size * self.positions
         off = 0
-        for x, y, idx in d.epoch_batches():
-            logits = d.forward_batch(x, idx)
+        for x, y, ex in d.epoch_batches():
+            logits = d.forward_batch(x, ex)
+            idx = self._instances(ex)
             rows = slice(off, off + len(idx))
-            _, h_buf = self._buffers(seen, self._capture.h)
-            h_buf[rows] = self._capture.h.flatten(1)
+            h = self._capture.h
+            h = h.reshape(len(idx), -1) if self.positions > 1 else h.flatten(1)
+            _, h_buf = self._buffers(seen, h)
+            h_buf[rows] = h
             logits[0].register_hook(self._keep_grad(rows))
-            res = d.train_step(x, y, idx, temperature=temps_all[idx], logits=logits)
+            res = d.train_step(x, y, ex, temperature=temps_all[idx], logits=logits)
             # what each instance looks like now, for the next epoch's features (read only after this epoch)
             self._zs[idx] = res.student_logits.float()
             if self._zt is not None:

@@ -22,6 +22,7 @@ from torch import nn
 
 from rltemp.data.base import DataBundle, Split
 from rltemp.errors import ConfigError
+from rltemp.kd.loss import per_position
 
 
 def influence(reward: float, align: torch.Tensor) -> torch.Tensor:
@@ -64,13 +65,17 @@ def evaluate_with_gradient(model: nn.Module, capture: InputCapture, split: Split
                            ) -> tuple[float, float, torch.Tensor, torch.Tensor]:
     """Accuracy, mean CE and the mean CE gradient of the last layer (weight (C, H), bias (C,)) on
     ``split``, in one eval-mode pass: δ_v = softmax(z_v) − onehot(y_v), G = mean δ_v h_vᵀ (each
-    batch's logits appended to ``keep_logits`` when given)."""
+    batch's logits appended to ``keep_logits`` when given). For sequence logits (B, L, V) every
+    position is one v, as in :func:`~rltemp.kd.trainer.evaluate`."""
     was_training = model.training
     model.eval()
-    correct, loss_sum, g_w, g_b = 0, 0.0, None, None
+    correct, loss_sum, g_w, g_b, count = 0, 0.0, None, None, 0
     for x, y, _ in split.batches(batch_size):
-        z = model(data.preprocess(x, False, None)).float()
-        h = capture.h.float().flatten(1)
+        raw = model(data.preprocess(x, False, None)).float()
+        h = capture.h.float()
+        h = h.reshape(-1, h.shape[-1]) if raw.dim() == 3 else h.flatten(1)  # a sequence: one row per position
+        z, y = per_position(raw, y)
+        count += len(y)
         logp = F.log_softmax(z, -1)  # one pass for the loss and the gradient
         rows = torch.arange(len(y), device=y.device)
         loss_sum -= float(logp[rows, y].sum())
@@ -80,9 +85,9 @@ def evaluate_with_gradient(model: nn.Module, capture: InputCapture, split: Split
         g_w, g_b = (gw, gb) if g_w is None else (g_w + gw, g_b + gb)
         correct += int((z.argmax(-1) == y).sum())
         if keep_logits is not None:
-            keep_logits.append(z)
+            keep_logits.append(raw)
     model.train(was_training)
-    n = max(len(split), 1)
+    n = max(count, 1)
     return correct / n, loss_sum / n, g_w / n, g_b / n
 
 
