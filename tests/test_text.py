@@ -241,6 +241,7 @@ def test_online_mode_learns_a_per_token_modulator_and_it_transfers(corpus, tmp_p
     over = [f"data.options.corpus={corpus}", *SMALL, "device=cpu", "--no-progress"]
     assert main(["distill", "envs/lm.yaml", "-T", "online:agents/ppo.yaml", "--out", str(tmp_path / "on"), *over]) == 0
     res = json.loads((tmp_path / "on" / "results.json").read_text())
+    assert res["val_loss"] > 0 and res["teacher_test_loss"] > 0 and len(res["test_loss_by_teacher_entropy"]) == 4
     assert res["temperature"]["std"] > 0 and (tmp_path / "on" / "policy.json").is_file()  # per-token temperatures
     assert main(["distill", "envs/lm.yaml", "-T", f"policy:{tmp_path / 'on'}", "seed=1", "--out",
                  str(tmp_path / "frozen"), *over]) == 0

@@ -17,8 +17,7 @@ from rltemp.config import Config
 from rltemp.envs.instance_epoch_env import KDInstanceEpochEnv
 from rltemp.errors import ConfigError
 from rltemp.kd.forms import Head
-from rltemp.kd.pipeline import temperature_summary
-from rltemp.kd.trainer import evaluate
+from rltemp.kd.pipeline import final_metrics, temperature_summary
 from rltemp.models import save_checkpoint
 from rltemp.runs import RunDir
 
@@ -53,10 +52,9 @@ def run_online(cfg: Config, agent: AgentConfig, out: str | Path | None = None, p
     def on_end(e: KDInstanceEpochEnv) -> None:
         finished["wall"] = time.perf_counter() - t0
         d = e.distiller
-        acc, loss = evaluate(d.student, e.data.test, e.data)
-        val, _ = evaluate(d.student, e.data.val, e.data)
-        finished.update(test_acc=acc, test_loss=loss, val_acc=val, best_val_acc=d.best_val_acc,
-                        best_val_epoch=d.best_epoch, epochs=d.epoch, kd_steps=d.step_count)
+        finished.update(final_metrics(cfg, d.student, e.teacher, e.data, e.device))
+        finished.update(best_val_acc=d.best_val_acc, best_val_epoch=d.best_epoch, epochs=d.epoch,
+                        kd_steps=d.step_count)
         save_checkpoint(run.path / "last.pt", d.student, {"arch": cfg.student.model, "epoch": d.epoch})
 
     venv = InstanceVecEnv(env, on_episode_end=on_end, auto_reset=False)

@@ -156,6 +156,21 @@ def sequence_metrics(student: nn.Module, teacher: nn.Module, split: Split, data:
                                              for i in range(ENTROPY_QUANTILES)]}
 
 
+def final_metrics(cfg: Config, student: nn.Module, teacher: nn.Module | None, data: DataBundle,
+                  device: torch.device) -> dict[str, Any]:
+    """What every run reports at its end: last-epoch test and validation accuracy and cross-entropy,
+    and for a language model :func:`sequence_metrics` (against ``teacher``, or the teacher when it
+    exists already)."""
+    test_acc, test_loss = evaluate(student, data.test, data)
+    val_acc, val_loss = evaluate(student, data.val, data)
+    out: dict[str, Any] = {"test_acc": test_acc, "test_loss": test_loss, "val_acc": val_acc, "val_loss": val_loss}
+    if data.test.y.dim() == 2:  # a sequence model: per-character metrics
+        ref = teacher if teacher is not None else cached_teacher(cfg, data, device)
+        if ref is not None:
+            out.update(sequence_metrics(student, ref, data.test, data))
+    return out
+
+
 # --------------------------------------------------------------------------- logging
 
 
@@ -320,8 +335,8 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
                                  figures=spec.startswith("policy:"), t_range=(cfg.env.t_min, cfg.env.t_max))
         _fit_with_progress(trainer, f"distill {spec}", progress, log_epochs, on_epoch)
         wall = time.perf_counter() - t0
-        test_acc, test_loss = evaluate(trainer.student, data.test, data)
-        val_acc, val_loss = evaluate(trainer.student, data.val, data)
+        final = final_metrics(cfg, trainer.student, teacher, data, device)
+        test_acc, val_acc = final["test_acc"], final["val_acc"]
         best_test = None
         if trainer.best_state is not None:
             best = build_student_model(cfg, data, cfg.seed).to(device)
@@ -329,16 +344,8 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
             best_test, _ = evaluate(best, data.test, data)
             save_checkpoint(run.path / "best.pt", best, {"arch": cfg.student.model, "epoch": trainer.best_epoch})
         save_checkpoint(run.path / "last.pt", trainer.student, {"arch": cfg.student.model, "epoch": trainer.epoch})
-        extra: dict[str, Any] = {}
-        if data.test.y.dim() == 2:  # a sequence model: per-character metrics
-            ref = teacher if teacher is not None else cached_teacher(cfg, data, device)
-            if ref is not None:
-                extra = sequence_metrics(trainer.student, ref, data.test, data)
         results = {
-            "test_acc": test_acc,
-            "test_loss": test_loss,
-            "val_acc": val_acc,
-            "val_loss": val_loss,
+            **final,  # test / val accuracy and CE (and a language model's metrics)
             "best_val_acc": trainer.best_val_acc,
             "best_val_epoch": trainer.best_epoch,
             "test_acc_at_best_val": best_test,
@@ -355,7 +362,6 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
             "teacher": cfg.teacher.model if teacher is not None else None,
             "dataset": cfg.data.name,
             "device": str(device),
-            **extra,
         }
         writer.add_scalar("eval/test_acc", test_acc, trainer.epoch)
         write_hparams(writer, run_hparams(cfg, student), {"hparam/test_acc": test_acc, "hparam/val_acc": val_acc,
