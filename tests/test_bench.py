@@ -115,13 +115,19 @@ def test_a_cross_entropy_suite_chooses_grid_by_val_ce_and_counts_lower_as_better
                   methods=["ce", "grid"], references=["grid"], metric="ce")
     ce = {"ce": 2.0, "fixed:1": 1.6, "fixed:2": 1.5, "fixed:4": 1.7, "fixed:8": 1.9}
     rows = [{"pair": "p", "method": m, "seed": s, "test_loss": v + 0.01 * s, "val_loss": v + 0.02 * s,
-             "test_acc": 0.5, "val_acc": 0.9 if m == "fixed:8" else 0.5, "wall_time_s": 1.0, "kd_steps": 1}
+             "test_acc": 0.5, "val_acc": 0.9 if m == "fixed:8" else 0.5, "wall_time_s": 1.0, "kd_steps": 1,
+             "teacher_test_loss": 1.0 + 0.01 * s, "test_loss_by_teacher_entropy": [0.5, 1.0, v, 3.0]}
             for m, v in ce.items() for s in suite.seeds]
     grid = grid_rows(rows, suite)
     assert {r["chosen"] for r in grid} == {"fixed:2"}  # the lowest validation CE, not the best accuracy
     by = by_method(rows + grid, "p")
     table = "\n".join(pair_table(by, ["ce", "grid"], ["grid"], METRICS["ce"]))
     assert "| ce | 3 | 2.0100 ± 0.0100 |" in table and "-0.5000 ± 0.0000 *" in table  # CE is 0.5 nats/char worse
+    from rltemp.experiments.bench import gap_lines
+
+    gaps = "\n".join(gap_lines(by, ["ce", "grid"]))
+    assert "| ce | 0.0 ± 0.0 | 0.500 / 1.000 / 2.000 / 3.000 |" in gaps
+    assert "| grid | 50.0 ± 0.0 | 0.500 / 1.000 / 1.500 / 3.000 |" in gaps  # (2.0 − 1.5) / (2.0 − 1.0)
     with pytest.raises(ConfigError, match="metric must be one of acc, ce"):
         from rltemp.experiments.bench import check_suite
 

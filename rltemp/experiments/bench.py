@@ -233,7 +233,9 @@ def run_suite(suite: Suite, out: str | Path, jobs: int = 2, progress: bool = Tru
                      "test_loss": r.get("test_loss"), "val_loss": r.get("val_loss"),
                      "best_val_acc": r["best_val_acc"], "wall_time_s": r["wall_time_s"], "kd_steps": r["kd_steps"],
                      "temperature_mean": t.get("mean"), "temperature_std": t.get("std"), "run_dir": str(d),
-                     "temperature_by_epoch": r.get("temperature_by_epoch")})
+                     "temperature_by_epoch": r.get("temperature_by_epoch"),
+                     "teacher_test_loss": r.get("teacher_test_loss"),
+                     "test_loss_by_teacher_entropy": r.get("test_loss_by_teacher_entropy")})
     rows += grid_rows(rows, suite)
     write_tables(out, suite, rows, policy_runs)
     if failed:
@@ -312,11 +314,35 @@ def summary_lines(suite: Suite, rows: list[dict[str, Any]], policy_runs: dict[st
         if "grid" in by:
             chosen = ", ".join(f"s{s}: {by['grid'][s]['chosen']}" for s in sorted(by["grid"]))
             lines += ["", f"grid's choice per seed: {chosen}"]
+        if suite.metric == "ce":
+            lines += gap_lines(by, order)
         lines += ["", *cost_lines(by, policy_runs.get(pair.name)), ""]
     if len(suite.pairs) > 1:
         lines += across_pairs(suite, rows)
     lines.append("`*`: the 95 % interval excludes zero.")
     return lines
+
+
+def gap_lines(by: dict[str, dict[int, dict[str, Any]]], order: list[str]) -> list[str]:
+    """A language-model pair's share of the CE run → teacher gap each method closes, per seed
+    (CE_ce − CE_m) / (CE_ce − CE_teacher), and its test CE by quartile of the teacher's entropy."""
+    from rltemp.kd.pipeline import method_name
+
+    if "ce" not in by:
+        return []
+    out = ["", "| method | gap to the teacher closed % | test CE by teacher-entropy quartile (sure → unsure) |",
+           "|---|---|---|"]
+    for m in order:
+        seeds = [s for s in sorted(by[m]) if s in by["ce"] and by[m][s].get("teacher_test_loss") is not None]
+        if not seeds:
+            continue
+        gap = [100 * (by["ce"][s]["test_loss"] - by[m][s]["test_loss"])
+               / (by["ce"][s]["test_loss"] - by[m][s]["teacher_test_loss"]) for s in seeds]
+        quart = [r for r in (by[m][s].get("test_loss_by_teacher_entropy") for s in seeds) if r and None not in r]
+        q = " / ".join(f"{statistics.mean(col):.3f}" for col in zip(*quart)) if quart else ""
+        g, gs = mean_std(gap)
+        out.append(f"| {method_name(m)} | {g:.1f} ± {gs:.1f} | {q} |")
+    return out
 
 
 def across_pairs(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
