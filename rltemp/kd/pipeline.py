@@ -87,6 +87,17 @@ def teacher_cache_path(cfg: Config, data: DataBundle) -> Path:
     return cache_dir("teachers") / f"{cfg.data.name}-{cfg.teacher.model}-{digest}.pt"
 
 
+def shipped_teacher_roots() -> list[Path]:
+    """Where shipped teachers lie (``./envs/teachers`` and the source tree's), under the name of the
+    cache file their recipe would make: a shipped teacher serves exactly the configs that would train it."""
+    roots = [Path.cwd() / "envs" / "teachers", Path(__file__).resolve().parents[2] / "envs" / "teachers"]
+    return list(dict.fromkeys(roots))
+
+
+def shipped_teacher(name: str) -> Path | None:
+    return next((r / name for r in shipped_teacher_roots() if (r / name).is_file()), None)
+
+
 def train_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: bool = True,
                   writer: Any = None) -> tuple[nn.Module, dict[str, Any]]:
     seed_everything(cfg.teacher.seed)
@@ -102,7 +113,8 @@ def train_teacher(cfg: Config, data: DataBundle, device: torch.device, progress:
 
 
 def get_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: bool = True) -> nn.Module:
-    """The teacher from ``teacher.checkpoint`` (weights-only, strict), else the cache, else train it."""
+    """The teacher from ``teacher.checkpoint`` (weights-only, strict), else a shipped one made by the
+    same recipe (:func:`shipped_teacher`), else the cache, else train it."""
     model = build_teacher_model(cfg, data)
     if cfg.teacher.checkpoint:
         ckpt = load_checkpoint(cfg.teacher.checkpoint)
@@ -110,6 +122,11 @@ def get_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: b
         return model.to(device).eval()
     tdata = teacher_data(cfg, data, device)
     path = teacher_cache_path(cfg, tdata)
+    shipped = shipped_teacher(path.name)
+    if shipped is not None and not path.exists():  # made by the same recipe on the same data (envs/teachers/)
+        load_state_strict(model, load_checkpoint(shipped)["model"], f"shipped teacher {shipped}")
+        log.info("using the shipped teacher %s", shipped)
+        return model.to(device).eval()
     if path.exists():
         try:
             load_state_strict(model, load_checkpoint(path)["model"], f"cached teacher {path}")
@@ -128,7 +145,8 @@ def get_teacher(cfg: Config, data: DataBundle, device: torch.device, progress: b
 
 def cached_teacher(cfg: Config, data: DataBundle, device: torch.device) -> nn.Module | None:
     """The teacher when it exists already (a checkpoint or the cache), else ``None``: never trains one."""
-    if cfg.teacher.checkpoint or teacher_cache_path(cfg, teacher_data(cfg, data, device)).exists():
+    path = teacher_cache_path(cfg, teacher_data(cfg, data, device))
+    if cfg.teacher.checkpoint or path.exists() or shipped_teacher(path.name) is not None:
         return get_teacher(cfg, data, device, progress=False)
     return None
 
