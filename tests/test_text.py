@@ -212,6 +212,7 @@ def test_distill_runs_with_an_lm_divergence(corpus, tmp_path):
                  *over]) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["adakd", "atkd"])
 def test_distill_runs_with_the_per_token_baselines(corpus, tmp_path, spec):
     over = [f"data.options.corpus={corpus}", *SMALL, "device=cpu", "--no-progress"]
@@ -236,6 +237,7 @@ def test_a_teacher_of_another_window_or_vocabulary_is_refused_in_one_line(corpus
         assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_online_mode_learns_a_per_token_modulator_and_it_transfers(corpus, tmp_path):
     """The per-instance environment on a language model: one instance per token position."""
     over = [f"data.options.corpus={corpus}", *SMALL, "device=cpu", "--no-progress"]
