@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -248,3 +249,12 @@ def test_online_mode_learns_a_per_token_modulator_and_it_transfers(corpus, tmp_p
     assert main(["distill", "envs/lm.yaml", "-T", f"policy:{tmp_path / 'on'}", "seed=1", "--out",
                  str(tmp_path / "frozen"), *over]) == 0
     assert json.loads((tmp_path / "frozen" / "results.json").read_text())["temperature"]["std"] > 0
+    # the same per-token policy in a plain PyTorch loop (examples/lm_own_loop.py), on (B, L, V) logits
+    proc = subprocess.run([sys.executable, "examples/lm_own_loop.py", "--policy", str(tmp_path / "on"), "--epochs",
+                           "2", *over[:-2]], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("epoch 0: temperature") and lines[-1].startswith("test CE ")
+    low, high = map(float, re.search(r"last batch: ([\d.]+) to ([\d.]+)\)", lines[-2]).groups())
+    assert low < high  # per-token temperatures, not one per batch
+    assert 0 < float(lines[-1].split()[2]) < math.log(len(LETTERS) + 1) + 1
