@@ -132,3 +132,17 @@ def test_a_cross_entropy_suite_chooses_grid_by_val_ce_and_counts_lower_as_better
         from rltemp.experiments.bench import check_suite
 
         check_suite(Suite(name="x", pairs=[PairSpec("p", "envs/mnist1d.yaml")], methods=["ce"], metric="bleu"))
+
+
+def test_the_hand_rule_line_names_the_best_rule_and_lists_the_others_only_if_there_are_any():
+    from rltemp.experiments.bench import PairSpec, Suite, across_pairs
+
+    def line(methods):
+        pairs = [PairSpec("a", "envs/mnist1d.yaml"), PairSpec("b", "envs/mnist1d.yaml")]
+        suite = Suite(name="x", seeds=[0, 1], pairs=pairs, methods=methods, references=[])
+        rows = [{"pair": p, "method": m, "seed": s, "test_acc": 0.5 + 0.1 * i + 0.01 * s, "val_acc": 0.0}
+                for i, m in enumerate(methods) for p in "ab" for s in (0, 1)]
+        return [x for x in across_pairs(suite, rows) if "hand rule" in x][0]
+
+    assert line(["fixed:4"]).endswith("`fixed:4` (50.50 %).")
+    assert line(["fixed:4", "anneal:6,1,linear"]).endswith("`anneal:6,1,linear` (60.50 %; `fixed:4` 50.50).")

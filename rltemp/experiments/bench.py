@@ -384,9 +384,9 @@ def across_pairs(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
         means = {m: statistics.mean(v for (p, mm, _), v in cells.items() if mm == m) for m in complete}
         best = max(means, key=means.get)
         sign, unit = suite.score.sign, " %" if suite.metric == "acc" else " nats/char"
+        others = ", ".join(f"`{m}` {sign * v:.2f}" for m, v in means.items() if m != best)
         out += ["", "The one hand rule a person would use everywhere (the best fixed or annealed rule by its mean over "
-                f"every cell): `{best}` ({sign * means[best]:.2f}{unit}; "
-                + ", ".join(f"`{m}` {sign * v:.2f}" for m, v in means.items() if m != best) + ")."]
+                f"every cell): `{best}` ({sign * means[best]:.2f}{unit}" + (f"; {others}" if others else "") + ")."]
     return [*out, ""]
 
 
