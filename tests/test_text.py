@@ -213,6 +213,27 @@ def test_distill_runs_with_an_lm_divergence(corpus, tmp_path):
                  *over]) == 2
 
 
+def test_an_lm_run_with_per_token_temperatures_draws_them_against_entropy_and_on_a_passage(corpus, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from rltemp.kd.tblog import passage_figure
+
+    over = [f"data.options.corpus={corpus}", *SMALL, "distill.epochs=1", "device=cpu", "--no-progress"]
+    for spec, name in (("ls", "ls"), ("fixed:2", "fixed")):
+        assert main(["distill", "envs/lm.yaml", "-T", spec, "--out", str(tmp_path / name), *over]) == 0
+    tags = {}
+    for name in ("ls", "fixed"):
+        ea = EventAccumulator(str(tmp_path / name), size_guidance={"images": 0})
+        ea.Reload()
+        tags[name] = set(ea.Tags()["images"])
+    assert {"tokens/temperature_vs_teacher_entropy", "tokens/passage"} <= tags["ls"]
+    assert not any(t.startswith("tokens/") for t in tags["fixed"])  # one temperature for all: nothing to shade
+    t = torch.tensor([1.0, 2.0, 4.0, 8.0, 3.0])
+    grid = passage_figure("ab cd", t, "x", width=4).axes[0].images[0].get_array()
+    assert grid.shape == (2, 4) and torch.allclose(torch.tensor(grid.filled(float("nan"))[0]), t[:4])
+    assert float(grid[1, 0]) == 3.0 and grid.mask[1, 1:].all()  # the cells past the text are left empty
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("spec", ["adakd", "atkd"])
 def test_distill_runs_with_the_per_token_baselines(corpus, tmp_path, spec):

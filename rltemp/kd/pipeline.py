@@ -26,7 +26,7 @@ from rltemp.data.base import Split
 from rltemp.errors import RltempError
 from rltemp.kd.loss import per_position
 from rltemp.kd.strategies import StrategyContext, TemperatureStrategy, build_strategy
-from rltemp.kd.tblog import decision_figure, log_decisions, write_hparams
+from rltemp.kd.tblog import decision_figure, log_decisions, passage_figure, token_entropy_figure, write_hparams
 from rltemp.kd.trainer import Distiller, EpochStats, evaluate, predict_logits
 from rltemp.models import build_model, load_checkpoint, load_state_strict, save_checkpoint
 from rltemp.paths import atomic_write_bytes, cache_dir
@@ -201,8 +201,9 @@ class EpochLogger:
     methods that vary T per instance, and decision figures for policy runs that set a temperature per instance."""
 
     def __init__(self, writer: Any, title: str = "", figures: bool = False,
-                 t_range: tuple[float, float] = (1.0, 10.0)) -> None:
+                 t_range: tuple[float, float] = (1.0, 10.0), tokens: bool = False) -> None:
         self.writer, self.title, self.figures, self.t_range = writer, title, figures, t_range
+        self.tokens = tokens  # a language model's run: the last epoch's per-token view too
         self.history: list[dict[str, float]] = []
 
     def __call__(self, stats: EpochStats, lr: float, last: bool = False) -> None:
@@ -219,6 +220,9 @@ class EpochLogger:
             if self.figures and (last or e % FIGURE_EVERY == 0):
                 fig = decision_figure(stats.decisions, f"{self.title} — epoch {e}", self.t_range, self.history)
                 w.add_figure("decisions/temperature_vs_confidence_and_progress", fig, e)
+            if self.tokens and last and stats.decisions.teacher_entropy is not None:
+                w.add_figure("tokens/temperature_vs_teacher_entropy",
+                             token_entropy_figure(stats.decisions, f"{self.title} — epoch {e}"), e)
         elif stats.temperature_stats is not None:  # one temperature per step: its mean
             ts = stats.temperature_stats
             w.add_scalar("kd/temperature_mean", ts["sum"] / ts["n"], e)
@@ -230,6 +234,27 @@ class EpochLogger:
             w.add_scalar(f"policy/observed/{name}", value, e)
         for k, v in stats.extra.items():
             w.add_scalar(k, v, e)
+
+
+@torch.no_grad()
+def log_passage(writer: Any, trainer: Distiller, teacher: nn.Module, data: DataBundle, title: str,
+                chars: int = 512) -> None:
+    """``tokens/passage``: the first ``chars`` characters of the first validation sequence, each shaded
+    by the temperature the run's strategy sets at its position once training is done (the finished
+    student and the teacher in eval mode; called after the last epoch, so no run state is affected)."""
+    x, y = data.val.x[:1].to(trainer.device), data.val.y[:1, :chars].to(trainer.device)
+    student, was_training = trainer.student, trainer.student.training
+    student.eval()
+    x_pre = data.preprocess(x, False, None)
+    z_s, z_t = per_position(student(x_pre)[:, :chars].float())[0], per_position(teacher(x_pre)[:, :chars].float())[0]
+    student.train(was_training)
+    t = trainer.strategy(z_t, z_s, y.reshape(-1), 1.0)
+    t = t[:, 1] if t.dim() == 2 else t
+    vocab = data.class_names or []
+    text = "".join(vocab[int(i)] for i in y[0]) if vocab else ""  # position i predicts (and is drawn as) y[i]
+    if text:
+        writer.add_figure("tokens/passage", passage_figure(text, t.cpu(), f"{title} — held-out passage"),
+                          trainer.epoch)
 
 
 def _fit_with_progress(trainer: Distiller, desc: str, progress: bool, log: EpochLogger | None,
@@ -349,10 +374,14 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
 
     try:
         spec = cfg.distill.temperature
+        tokens = data.test.y.dim() == 2
         log_epochs = EpochLogger(writer, title=f"{cfg.name} / {method_name(spec)} / seed {cfg.seed}",
-                                 figures=spec.startswith("policy:"), t_range=(cfg.env.t_min, cfg.env.t_max))
+                                 figures=spec.startswith("policy:"), t_range=(cfg.env.t_min, cfg.env.t_max),
+                                 tokens=tokens)
         _fit_with_progress(trainer, f"distill {spec}", progress, log_epochs, on_epoch)
         wall = time.perf_counter() - t0
+        if tokens and trainer.record_decisions and teacher is not None:
+            log_passage(writer, trainer, teacher, data, log_epochs.title)
         final = final_metrics(cfg, trainer.student, teacher, data, device)
         test_acc, val_acc = final["test_acc"], final["val_acc"]
         best_test = None

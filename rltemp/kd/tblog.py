@@ -8,7 +8,10 @@ gets right vs wrong, one chart in the dashboard) and the ``kd/temperature`` hist
 add ``decisions/`` figures (:func:`decision_figure`): temperature against the teacher's top-1
 probability and against the student's probability of the true class, coloured by student
 correctness (the minority class drawn on top, fixed axes, titled with run and epoch), and the mean
-temperature over the epochs so far with its 10–90 % band. :data:`LAYOUT` is the dashboard: a
+temperature over the epochs so far with its 10–90 % band. Language-model runs with per-token
+temperatures add ``tokens/temperature_vs_teacher_entropy`` (:func:`token_entropy_figure`, the last
+epoch) and ``tokens/passage`` (:func:`passage_figure`: held-out text, each character shaded by its
+temperature). :data:`LAYOUT` is the dashboard: a
 custom-scalars layout written once at the top of a bench or quickstart folder (:func:`write_layout`).
 """
 
@@ -29,6 +32,7 @@ class Decisions:
     teacher_conf: torch.Tensor  # the teacher's top-1 probability
     student_p_true: torch.Tensor  # the student's probability of the true class
     correct: torch.Tensor  # bool: the student's top-1 is the label
+    teacher_entropy: torch.Tensor | None = None  # the teacher's entropy in nats (next-character uncertainty)
 
 
 def spread(t: torch.Tensor) -> dict[str, float]:
@@ -80,6 +84,72 @@ def decision_figure(d: Decisions, title: str, t_range: tuple[float, float], hist
     axes[0].legend(loc="upper left", fontsize=7, markerscale=3)
     _schedule_panel(axes[2], history, lo, hi)
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _plain_ticks(axis: Any) -> None:
+    from matplotlib.ticker import ScalarFormatter
+
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(ScalarFormatter())
+
+
+def _log_t_axis(ax: Any, t: torch.Tensor) -> None:
+    ax.set_yscale("log")
+    ax.set_ylim(float(t.min()) * 0.9, float(t.max()) * 1.1)
+    ax.set_ylabel("temperature")
+    _plain_ticks(ax.yaxis)
+
+
+def token_entropy_figure(d: Decisions, title: str, max_points: int = 4000, bins: int = 12):  # noqa: ANN201
+    """Per token of the last epoch: the temperature against the teacher's next-character entropy (a
+    random sample of points) with the mean temperature per entropy bin (equal-count bins over all tokens)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t, h = d.temperature.float(), d.teacher_entropy.float()
+    idx = torch.randperm(len(t), generator=torch.Generator().manual_seed(0))[:max_points]
+    edges = torch.quantile(h, torch.linspace(0, 1, bins + 1)).unique()
+    which = torch.bucketize(h, edges[1:-1])
+    centres = [float(h[which == b].mean()) for b in range(len(edges) - 1) if (which == b).any()]
+    means = [float(t[which == b].mean()) for b in range(len(edges) - 1) if (which == b).any()]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.scatter(h[idx].numpy(), t[idx].numpy(), s=3, alpha=0.3, c="tab:blue", label=f"tokens ({len(idx)} of {len(t)})")
+    ax.plot(centres, means, "k.-", label="mean per entropy bin")
+    ax.set_xlabel("teacher next-character entropy (nats)")
+    _log_t_axis(ax, t)
+    ax.legend(loc="best", fontsize=7, markerscale=3)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def passage_figure(text: str, temperature: torch.Tensor, title: str, width: int = 64):  # noqa: ANN201
+    """A held-out passage, one cell per character, each shaded by the temperature its position was
+    distilled at (log colour scale; the next character is the one predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    t = temperature.float()
+    rows = -(-len(text) // width)
+    norm = LogNorm(float(t.min()), max(float(t.max()), float(t.min()) * 1.001))
+    grid = torch.full((rows, width), float("nan"))
+    grid.view(-1)[: len(text)] = t[: len(text)]
+    fig, ax = plt.subplots(figsize=(width * 0.16 + 1.2, rows * 0.28 + 0.9))
+    im = ax.imshow(grid.numpy(), cmap="coolwarm", norm=norm, aspect="auto", interpolation="nearest")
+    for i, c in enumerate(text):
+        ax.text(i % width, i // width, c if c.isprintable() else "·", ha="center", va="center", fontsize=7,
+                family="monospace")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    _plain_ticks(fig.colorbar(im, ax=ax, fraction=0.03, pad=0.01, label="temperature").ax.yaxis)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -295,9 +295,10 @@ class Distiller:
             ts = t[:, 1] if t.dim() == 2 else t
             self._epoch_t.append(ts)
             if self.record_decisions:
-                p_s = torch.softmax(z_s.detach().float(), -1)
-                self._decisions.append((ts, torch.softmax(z_t.detach().float(), -1).max(-1).values,
-                                        p_s.gather(1, y[:, None])[:, 0], p_s.argmax(-1) == y))
+                p_s, logp_t = torch.softmax(z_s.detach().float(), -1), torch.log_softmax(z_t.detach().float(), -1)
+                p_t = logp_t.exp()
+                self._decisions.append((ts, p_t.max(-1).values, p_s.gather(1, y[:, None])[:, 0], p_s.argmax(-1) == y,
+                                        -(p_t * logp_t).sum(-1)))
         return StepResult(
             z_s.detach(), None if z_t is None else z_t.detach(), y, t, ce.detach(),
             None if kd is None else kd.detach(), loss.detach(),
