@@ -242,12 +242,9 @@ def log_passage(writer: Any, trainer: Distiller, teacher: nn.Module, data: DataB
     """``tokens/passage``: the first ``chars`` characters of the first validation sequence, each shaded
     by the temperature the run's strategy sets at its position once training is done (the finished
     student and the teacher in eval mode; called after the last epoch, so no run state is affected)."""
-    x, y = data.val.x[:1].to(trainer.device), data.val.y[:1, :chars].to(trainer.device)
-    student, was_training = trainer.student, trainer.student.training
-    student.eval()
-    x_pre = data.preprocess(x, False, None)
-    z_s, z_t = per_position(student(x_pre)[:, :chars].float())[0], per_position(teacher(x_pre)[:, :chars].float())[0]
-    student.train(was_training)
+    first = Split(data.val.x[:1], data.val.y[:1]).to(trainer.device)
+    z_s, z_t = (per_position(predict_logits(m, first, data)[:, :chars].float())[0] for m in (trainer.student, teacher))
+    y = first.y[:, :chars]
     t = trainer.strategy(z_t, z_s, y.reshape(-1), 1.0)
     t = t[:, 1] if t.dim() == 2 else t
     vocab = data.class_names or []

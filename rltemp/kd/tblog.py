@@ -114,8 +114,8 @@ def token_entropy_figure(d: Decisions, title: str, max_points: int = 4000, bins:
     idx = torch.randperm(len(t), generator=torch.Generator().manual_seed(0))[:max_points]
     edges = torch.quantile(h, torch.linspace(0, 1, bins + 1)).unique()
     which = torch.bucketize(h, edges[1:-1])
-    centres = [float(h[which == b].mean()) for b in range(len(edges) - 1) if (which == b).any()]
-    means = [float(t[which == b].mean()) for b in range(len(edges) - 1) if (which == b).any()]
+    in_bin = [which == b for b in range(len(edges) - 1)]
+    centres, means = zip(*[(float(h[m].mean()), float(t[m].mean())) for m in in_bin if m.any()])
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     ax.scatter(h[idx].numpy(), t[idx].numpy(), s=3, alpha=0.3, c="tab:blue", label=f"tokens ({len(idx)} of {len(t)})")
     ax.plot(centres, means, "k.-", label="mean per entropy bin")
