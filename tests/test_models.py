@@ -17,8 +17,9 @@ def layout():
 
 
 def test_zoo_matches_published_layout(layout):
-    assert sorted(layout) == sorted(CIFAR_ZOO)
-    for name, spec in layout.items():
+    assert set(CIFAR_ZOO) <= set(layout)  # the published layout also lists students no shipped pair uses
+    for name in CIFAR_ZOO:
+        spec = layout[name]
         model = build_model(name, (3, 32, 32), 100)
         sd = model.state_dict()
         expected = spec["state_dict"]
@@ -31,7 +32,7 @@ def test_zoo_matches_published_layout(layout):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["resnet8x4", "wrn_16_2", "vgg8", "MobileNetV2", "ShuffleV1", "ShuffleV2"])
+@pytest.mark.parametrize("name", ["resnet8x4", "wrn_16_2", "vgg8", "ShuffleV2"])
 def test_zoo_forward_shapes(name):
     model = build_model(name, (3, 32, 32), 10).eval()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)

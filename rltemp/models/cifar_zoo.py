@@ -3,9 +3,9 @@
 Architectures and state-dict layouts follow the models used across the KD literature since
 CRD (Tian et al., ICLR 2020; the RepDistiller and mdistiller code bases): CIFAR ResNets
 (He et al. 2016) incl. the x4-wide resnet8x4/resnet32x4, Wide ResNets (Zagoruyko & Komodakis
-2016), VGG with batch norm (Simonyan & Zisserman 2015), MobileNetV2 at half width (Sandler et al.
-2018), ShuffleNet V1/V2 (Zhang et al. 2018; Ma et al. 2018) and a CIFAR ResNet-50. Parameter names,
-shapes and counts match ``tests/data/cifar_zoo_layout.json`` (see ``tests/data/README.md``) exactly (tested), so
+2016), VGG with batch norm (Simonyan & Zisserman 2015) and ShuffleNet V2 (Ma et al. 2018): the
+architectures of the shipped pairs in ``envs/cifar100/``. Parameter names, shapes and counts match
+``tests/data/cifar_zoo_layout.json`` (see ``tests/data/README.md``) exactly (tested), so
 ``torch.load(ckpt)["model"]`` loads strictly. Every forward returns logits only.
 """
 
@@ -183,109 +183,12 @@ def vgg13(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return VGG([[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]], num_classes)
 
 
-# --------------------------------------------------------------------------- MobileNetV2
-
-
-class InvertedResidual(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
-        super().__init__()
-        mid = cin * expand
-        self.use_res = stride == 1 and cin == cout
-        self.conv = nn.Sequential(
-            nn.Conv2d(cin, mid, 1, 1, 0, bias=False), _bn(mid), nn.ReLU(inplace=True),
-            nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), _bn(mid), nn.ReLU(inplace=True),
-            nn.Conv2d(mid, cout, 1, 1, 0, bias=False), _bn(cout),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.use_res else self.conv(x)
-
-
-class MobileNetV2(nn.Module):
-    SETTING = [(1, 16, 1, 1), (None, 24, 2, 1), (None, 32, 3, 2), (None, 64, 4, 2), (None, 96, 3, 1),
-               (None, 160, 3, 2), (None, 320, 1, 1)]  # (expansion, channels, blocks, stride)
-
-    def __init__(self, expand: int, num_classes: int, width: float) -> None:
-        super().__init__()
-        cin = int(32 * width)
-        self.conv1 = nn.Sequential(nn.Conv2d(3, cin, 3, 2, 1, bias=False), _bn(cin), nn.ReLU(inplace=True))
-        self.blocks = nn.ModuleList()
-        for t, c, n, s in self.SETTING:
-            cout = int(c * width)
-            layers = []
-            for i in range(n):
-                layers.append(InvertedResidual(cin, cout, s if i == 0 else 1, t or expand))
-                cin = cout
-            self.blocks.append(nn.Sequential(*layers))
-        self.conv2 = nn.Sequential(nn.Conv2d(cin, 1280, 1, 1, 0, bias=False), _bn(1280), nn.ReLU(inplace=True))
-        self.classifier = nn.Sequential(nn.Linear(1280, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(x)
-        for b in self.blocks:
-            x = b(x)
-        return self.classifier(F.adaptive_avg_pool2d(self.conv2(x), 1).flatten(1))
-
-
-@MODELS.register("MobileNetV2")
-def mobilenetv2(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """MobileNetV2 at half width (expansion 6), the KD papers' ``mobile_half``."""
-    return MobileNetV2(6, num_classes, 0.5)
-
-
-# --------------------------------------------------------------------------- ShuffleNet V1 / V2
+# --------------------------------------------------------------------------- ShuffleNet V2
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     n, c, h, w = x.shape
     return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
-
-
-class ShuffleV1Block(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int, groups: int) -> None:
-        super().__init__()
-        mid = cout // 4
-        g = 1 if cin == 24 else groups
-        self.g, self.stride = g, stride
-        self.conv1 = nn.Conv2d(cin, mid, 1, groups=g, bias=False)
-        self.bn1 = _bn(mid)
-        self.conv2 = nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False)
-        self.bn2 = _bn(mid)
-        self.conv3 = nn.Conv2d(mid, cout, 1, groups=groups, bias=False)
-        self.bn3 = _bn(cout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = channel_shuffle(F.relu(self.bn1(self.conv1(x))), self.g)
-        out = self.bn3(self.conv3(F.relu(self.bn2(self.conv2(out)))))
-        if self.stride == 2:
-            return F.relu(torch.cat([out, F.avg_pool2d(x, 3, 2, 1)], 1))
-        return F.relu(out + x)
-
-
-class ShuffleNetV1(nn.Module):
-    def __init__(self, out_planes: list[int], num_blocks: list[int], groups: int, num_classes: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 24, 1, bias=False)
-        self.bn1 = _bn(24)
-        cin = 24
-        for i, (cout, n) in enumerate(zip(out_planes, num_blocks), 1):
-            blocks = []
-            for j in range(n):
-                blocks.append(ShuffleV1Block(cin, cout - (cin if j == 0 else 0), 2 if j == 0 else 1, groups))
-                cin = cout
-            setattr(self, f"layer{i}", nn.Sequential(*blocks))
-        self.linear = nn.Linear(out_planes[-1], num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
-
-
-@MODELS.register("ShuffleV1")
-def shufflev1(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """ShuffleNet V1, 3 groups, stage widths 240/480/960."""
-    return ShuffleNetV1([240, 480, 960], [4, 8, 4], 3, num_classes)
 
 
 class ShuffleV2Basic(nn.Module):
@@ -356,53 +259,5 @@ def shufflev2(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return ShuffleNetV2([116, 232, 464, 1024], [3, 7, 3], num_classes)
 
 
-# --------------------------------------------------------------------------- ResNet-50
-
-
-class Bottleneck(nn.Module):
-    def __init__(self, cin: int, planes: int, stride: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-        self.bn1 = _bn(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = _bn(planes)
-        self.conv3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
-        self.bn3 = _bn(4 * planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != 4 * planes:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, 4 * planes, 1, stride, bias=False), _bn(4 * planes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
-
-
-class ResNet50(nn.Module):
-    def __init__(self, num_classes: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        self.bn1 = _bn(64)
-        cin = 64
-        for i, (planes, n, stride) in enumerate(((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)), 1):
-            blocks = []
-            for j in range(n):
-                blocks.append(Bottleneck(cin, planes, stride if j == 0 else 1))
-                cin = 4 * planes
-            setattr(self, f"layer{i}", nn.Sequential(*blocks))
-        self.linear = nn.Linear(2048, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.linear(F.adaptive_avg_pool2d(x, 1).flatten(1))
-
-
-@MODELS.register("ResNet50")
-def resnet50(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """CIFAR ResNet-50 (bottleneck blocks 3-4-6-3, 3x3 stem, no max-pool)."""
-    return ResNet50(num_classes)
-
-
 CIFAR_ZOO = ["resnet8x4", "resnet32x4", "resnet20", "resnet32", "resnet56", "resnet110", "wrn_16_2", "wrn_40_1",
-             "wrn_40_2", "vgg8", "vgg13", "MobileNetV2", "ShuffleV1", "ShuffleV2", "ResNet50"]
+             "wrn_40_2", "vgg8", "vgg13", "ShuffleV2"]
