@@ -169,6 +169,10 @@ class EnvConfig:
     run_features: list[str] = field(default_factory=lambda: list(DEFAULT_RUN_FEATURES))
     run_probe: float = 1.0
     run_probe_temperature: float = 4.0
+    # a trained schedule's support: a student whose probe lies outside the range its training students'
+    # probes spanned runs at this constant temperature (chosen on glyphs students outside the shipped
+    # policy's support: benchmarks/RESULTS.md, "A support guard")
+    support_fallback: float = 1.0
     # per-instance env (rltemp/KDInstanceEpoch-v0, online mode): what each instance's row holds, the schedule
     # it modulates ("": none, the action is the temperature), the modulation range and the credit's rank
     features: list[str] = field(default_factory=lambda: list(DEFAULT_INSTANCE_FEATURES))
@@ -201,6 +205,8 @@ class EnvConfig:
         if not self.t_min <= self.run_probe_temperature <= self.t_max:
             raise ConfigError(f"{path}.run_probe_temperature must lie in [t_min, t_max], got "
                               f"{self.run_probe_temperature}")
+        if not self.t_min <= self.support_fallback <= self.t_max:
+            raise ConfigError(f"{path}.support_fallback must lie in [t_min, t_max], got {self.support_fallback}")
         if self.credit_rank < 0:
             raise ConfigError(f"{path}.credit_rank must be >= 0 (0: exact), got {self.credit_rank}")
 

@@ -25,6 +25,7 @@ def test_pretrained_policy_loads_by_name_and_reproduces_its_fingerprint(policy_d
     policy = load_policy(policy_dir.name)  # policy:NAME finds it
     assert policy.meta == meta and "command" in meta["trained_on"]
     now, then = fingerprint(policy_dir), meta["fingerprint"]
+    assert now["head_action"] == pytest.approx(then["head_action"], rel=1e-4)
     assert now["schedule"] == pytest.approx(then["schedule"], rel=1e-4)
     assert now["temperature"]["mean"] == pytest.approx(then["temperature"]["mean"], rel=1e-4)
     assert now["test_acc"] == pytest.approx(then["test_acc"], abs=0.01)

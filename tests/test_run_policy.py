@@ -121,7 +121,7 @@ def test_probe_policy_transfers_as_the_env_and_the_controller_decide(probe_polic
     res = run_distill(cfg, out=tmp_path / "d", progress=False)
     env = KDRunScheduleEnv("envs/mnist1d.yaml", [*RUN_TINY, *student])
     obs, _ = env.reset(options={"student_seed": 7, "pair": 0})
-    *_, info = env.step(policy.schedule(torch.from_numpy(obs)[None])[0].numpy())
+    *_, info = env.step(policy.decision(torch.from_numpy(obs)).numpy())
     assert res["schedule"] == pytest.approx(info["temperatures"], rel=1e-5)
     assert res["val_acc"] == pytest.approx(info["val_acc"])  # the probe did not disturb the run
 
@@ -164,6 +164,39 @@ def test_probe_decision_survives_a_resume_without_probing_again(probe_policy, mo
     assert temps_b == temps_a
 
 
+def test_a_student_outside_the_training_support_runs_at_the_fallback(probe_policy, tmp_path):
+    """The exported head carries the range of its training students' probes; a student inside runs the
+    network's decision, one outside runs the fallback temperature all run, and the run records which."""
+    from rltemp.envs.run_env import KDRunScheduleEnv
+    from rltemp.kd.pipeline import run_distill
+
+    policy = load_policy(probe_policy)
+    support = policy.form.head.support
+    assert support.students == 16 and support.fallback == 1.0  # env.seeds: 16 training students
+    env = KDRunScheduleEnv("envs/mnist1d.yaml", RUN_TINY)
+    for seed in (1000, 1015):  # every training student lies inside its own box
+        obs, _ = env.reset(options={"student_seed": seed, "pair": 0})
+        assert support.covers(torch.from_numpy(obs))
+    for name in ("policy.json", "policy.pt"):
+        shutil.copyfile(probe_policy / name, tmp_path / name)
+    meta = json.loads((tmp_path / "policy.json").read_text())
+
+    def run(low, high, fallback):
+        meta["schedule"]["support"] = {"low": [low] * 5, "high": [high] * 5, "fallback_temperature": fallback}
+        (tmp_path / "policy.json").write_text(json.dumps(meta))
+        cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, f"distill.temperature=policy:{tmp_path}", "seed=7"])
+        return run_distill(cfg, out=tmp_path / f"run-{low}-{fallback}", progress=False)
+
+    outside = run(2.0, 2.0, 2.5)
+    assert outside["schedule"] == [2.5] * 4 and outside["observed"][0]["in_support"] == 0.0
+    inside = run(0.0, 1.0, 2.5)
+    read = torch.tensor([inside["observed"][0][f] for f in policy.schedule_features])
+    assert inside["observed"][0]["in_support"] == 1.0
+    assert inside["schedule"] == pytest.approx(probe_temperatures(policy.head_action(read).tolist()), rel=1e-5)
+    with pytest.raises(ConfigError, match=r"env.support_fallback must lie in \[t_min, t_max\], got 20"):
+        load_config("envs/mnist1d.yaml", ["env.support_fallback=20"])
+
+
 def test_retired_agent_settings_are_unknown_keys():
     for key in ("agent.decision=run", "agent.policy.tanh_mean=true"):
         with pytest.raises(ConfigError, match="unknown config key"):
@@ -176,6 +209,9 @@ def test_retired_agent_settings_are_unknown_keys():
     ({"probe": None}, "the two-decision run-level form was retired"),
     ({"features": []}, "the head has no feature list"),
     ({"net_arch": "wide"}, "malformed head"),
+    ({"support": "wide"}, "malformed support"),
+    ({"support": {"low": [0], "high": [1], "fallback_temperature": 1}}, "one low and one high per feature"),
+    ({"support": {"low": [0] * 5, "high": [1] * 5, "fallback_temperature": 20}}, "fallback_temperature must lie in"),
 ])
 def test_malformed_or_retired_heads_in_a_policy_file_are_refused(probe_policy, tmp_path, change, message):
     for name in ("policy.json", "policy.pt"):

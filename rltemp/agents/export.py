@@ -113,8 +113,9 @@ def export_policy(meta: dict[str, Any], out_dir: Path, schedule_model: Any = Non
 
 def fingerprint(policy_dir: str | Path) -> dict[str, Any]:
     """The policy's decisions on :data:`FINGERPRINT_RUN`: what its decision read (the probe's
-    statistics), the schedule temperature of every epoch and the mean / std of the per-instance
-    temperatures, plus the run's last-epoch test accuracy."""
+    statistics), the schedule network's own decision on it (``head_action``, even where the support
+    replaces it by the fallback), the schedule temperature of every epoch and the mean / std of the
+    per-instance temperatures, plus the run's last-epoch test accuracy."""
     from rltemp.config import load_config
     from rltemp.kd.pipeline import run_distill
 
@@ -127,7 +128,10 @@ def fingerprint(policy_dir: str | Path) -> dict[str, Any]:
                               progress=False)
     finally:
         torch.set_num_threads(threads)
-    return {**FINGERPRINT_RUN, "observed": res["observed"], "schedule": res["schedule"],
+    policy = load_policy(policy_dir)
+    read = torch.tensor([res["observed"][0][f] for f in policy.schedule_features])
+    return {**FINGERPRINT_RUN, "observed": res["observed"], "head_action": policy.head_action(read).tolist(),
+            "schedule": res["schedule"],
             "temperature": res["temperature"],
             "test_acc": res["test_acc"], "torch": torch.__version__}
 

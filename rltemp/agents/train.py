@@ -38,7 +38,7 @@ from rltemp.agents.sb3 import make_model, restore
 from rltemp.config import Config, dump_yaml, load_config, pool_configs
 from rltemp.envs.run_env import KDRunScheduleEnv
 from rltemp.errors import ConfigError, RltempError
-from rltemp.kd.forms import schedule_form
+from rltemp.kd.forms import Support, schedule_form
 from rltemp.kd.pipeline import get_teacher, prepare_data
 from rltemp.paths import atomic_write_bytes
 from rltemp.runs import RunDir
@@ -85,17 +85,18 @@ def _obs_norm(norm: VecNormalize | None) -> dict[str, Any] | None:
 
 
 def export_schedule(cfg: Config, agent: AgentConfig, model: Any, norm: VecNormalize | None, out_dir: Path,
-                    trained_on: dict[str, Any]) -> None:
+                    trained_on: dict[str, Any], support: Support | None = None) -> None:
     """Export ``model``'s schedule head as a policy (``policy.pt`` + ``policy.json``) into ``out_dir``,
-    the current observation statistics folded into its first layer."""
+    the current observation statistics folded into its first layer, with its training ``support``."""
     obs_norm = _obs_norm(norm)
-    head = dataclasses.replace(schedule_head(cfg, agent), normalize_obs=obs_norm)
+    head = dataclasses.replace(schedule_head(cfg, agent), normalize_obs=obs_norm, support=support)
     export_policy(policy_meta(cfg, head, None, trained_on), out_dir, schedule_model=model,
                   schedule_obs_norm=None if obs_norm is None else (obs_norm["mean"], obs_norm["std"]))
 
 
 def _selection(cfg: Config, agent: AgentConfig, jobs: int, model_norm: Callable[[], tuple[Any, Any]], run: RunDir,
-               writer: Any, history: list[dict[str, Any]]) -> tuple[HeldOutSelection | None, Callable[[], None]]:
+               writer: Any, history: list[dict[str, Any]],
+               support: Support | None) -> tuple[HeldOutSelection | None, Callable[[], None]]:
     """The held-out selection callback (``agent.eval_every`` > 0, ``env.eval_seeds``) and its closer."""
     if not agent.eval_every:
         return None, lambda: None
@@ -108,7 +109,7 @@ def _selection(cfg: Config, agent: AgentConfig, jobs: int, model_norm: Callable[
     def on_best() -> None:
         model, norm = model_norm()
         export_schedule(cfg, agent, model, norm, run.path / "best",
-                        {"timesteps": int(model.num_timesteps), "selected_on": "held-out training students"})
+                        {"timesteps": int(model.num_timesteps), "selected_on": "held-out training students"}, support)
 
     def normalize(obs: np.ndarray) -> np.ndarray:
         norm = model_norm()[1]
@@ -118,8 +119,8 @@ def _selection(cfg: Config, agent: AgentConfig, jobs: int, model_norm: Callable[
 
 
 def train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, jobs: int, progress: bool,
-                   ckpt: dict[str, Any] | None, backend: str = "process",
-                   address: str | None = None) -> tuple[Any, dict[str, Any]]:
+                   ckpt: dict[str, Any] | None, backend: str = "process", address: str | None = None,
+                   support: Support | None = None) -> tuple[Any, dict[str, Any]]:
     """Train the schedule head (resuming from ``ckpt``); returns the SB3 model and what it did. With
     held-out selection, ``best/`` holds the policy that scored best on the held-out training students.
     (Longer than 60 lines: it wires the environment, the model, four callbacks and their saved state.)"""
@@ -140,7 +141,7 @@ def train_schedule(cfg: Config, agent: AgentConfig, run: RunDir, writer: Any, jo
         hist = ScheduleHistory(writer, form, history.get("schedule", []))
         scale = [PerPairAdvantages(history.get("advantage_rms"))] if agent.per_pair_advantages else []
         select, close_eval = _selection(cfg, agent, jobs, lambda: (model, norm), run, writer,
-                                        history.get("selection", []))
+                                        history.get("selection", []), support)
         if select is not None:
             select.rollouts = int(history.get("rollouts", 0))
 
@@ -202,13 +203,14 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
     restore_threads = _threads_one()
     writer = SummaryWriter(str(run.tb))
     try:
-        model, sched = train_schedule(cfg, agent, run, writer, jobs, progress, ckpt, backend, address)
+        support = training_support(cfg)
+        model, sched = train_schedule(cfg, agent, run, writer, jobs, progress, ckpt, backend, address, support)
         trained_on = {"episodes": agent.episodes, "wall_time_s": sched["wall_time_s"], "command": _command(run)}
         selection = sched["selection"]
         if selection is None:  # the final policy
-            export_schedule(cfg, agent, model, sched["norm"], run.path, trained_on)
+            export_schedule(cfg, agent, model, sched["norm"], run.path, trained_on, support)
         else:  # the final one in last/, the one chosen on the held-out training students at the top
-            export_schedule(cfg, agent, model, sched["norm"], run.path / "last", trained_on)
+            export_schedule(cfg, agent, model, sched["norm"], run.path / "last", trained_on, support)
             best = max(selection, key=lambda h: h["mean_return"])
             meta = json.loads((run.path / "best" / "policy.json").read_text())
             meta["trained_on"] = {**trained_on, "selected": {"at_timesteps": best["timesteps"],
@@ -232,6 +234,17 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
         restore_threads()
     run.write_results(results)
     return {**results, "run_dir": str(run.path)}
+
+
+def training_support(cfg: Config) -> Support | None:
+    """The policy's training support (:class:`~rltemp.kd.forms.Support`): the range of each probe
+    feature over the pool's training students (every pair × ``env.seeds``, probed as the policy
+    probes), and ``env.support_fallback``; ``None`` without fixed training seeds."""
+    if not cfg.env.seeds:
+        return None
+    env = KDRunScheduleEnv(cfg)
+    log.info("support: probing %d training students", len(env.pairs) * len(cfg.env.seeds))
+    return env.support(cfg.env.support_fallback)
 
 
 def _command(run: RunDir) -> str:

@@ -38,7 +38,7 @@ from rltemp.envs.base import StudentRunsEnv, observation_box
 from rltemp.envs.references import References
 from rltemp.errors import ConfigError
 from rltemp.kd.features import GLOBAL_FEATURES, GlobalState, check_features, global_features
-from rltemp.kd.forms import ProbeSchedule, action_to_temperature
+from rltemp.kd.forms import ProbeSchedule, Support, action_to_temperature
 from rltemp.kd.trainer import evaluate
 
 
@@ -65,6 +65,18 @@ class KDRunScheduleEnv(StudentRunsEnv):
         if key not in self._probes:
             self._probes[key] = self.distiller.probe(self.ecfg.run_probe, self.ecfg.run_probe_temperature)
         return self._probes[key]
+
+    def support(self, fallback: float) -> Support:
+        """The range of each observed feature over the probes of every training student (each pair ×
+        ``env.seeds``), with the ``fallback`` temperature for a student outside it."""
+        obs = []
+        for index in range(len(self.pairs)):
+            for seed in self.ecfg.seeds:
+                self.start_episode(None, {"student_seed": seed, "pair": index})
+                obs.append(self._observation(self.probe_state()))
+        self.distiller = None
+        box = np.stack(obs)
+        return Support(box.min(0).tolist(), box.max(0).tolist(), float(fallback), len(obs))
 
     def _observation(self, state: GlobalState) -> np.ndarray:
         return global_features(self.features, state).numpy().astype(np.float32)

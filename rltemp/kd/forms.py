@@ -17,6 +17,11 @@ T = exp(log t_min + (a + 1) / 2 · (log t_max − log t_min)), out-of-range acti
 - :class:`Modulator` (``"decision": "instance"``): per instance, on top of a schedule:
   log m_i = log(max_multiplier) · (b_i − mean_batch b), T_i = clip(T_sched · m_i, t_min, t_max).
   Centring in log space keeps T_sched the geometric mean of every batch.
+
+A schedule head may carry its training *support* (:class:`Support`): the range of each feature over
+the probes of the students it was trained on. A student whose probe lies outside it gets the whole
+run at the support's fallback temperature instead of an extrapolated decision (benchmarks/RESULTS.md,
+"A support guard").
 """
 
 from __future__ import annotations
@@ -54,6 +59,40 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Support:
+    """Per feature of a schedule head, the [low, high] its training students' probes spanned, and the
+    constant temperature a student outside that box runs at (``fallback``)."""
+
+    low: list[float]
+    high: list[float]
+    fallback: float
+    students: int = 0  # how many training students the box is taken over (a record)
+
+    def covers(self, obs: torch.Tensor) -> bool:
+        """Whether every feature of ``obs`` (F,) lies in its training range (NaN lies outside)."""
+        lo, hi = torch.tensor(self.low, dtype=obs.dtype), torch.tensor(self.high, dtype=obs.dtype)
+        return bool(((obs >= lo) & (obs <= hi)).all())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"low": list(self.low), "high": list(self.high), "fallback_temperature": self.fallback,
+                "students": self.students}
+
+    @classmethod
+    def from_dict(cls, raw: Any, n_features: int, where: str) -> Support:
+        try:
+            sup = cls([float(v) for v in raw["low"]], [float(v) for v in raw["high"]],
+                      float(raw["fallback_temperature"]), int(raw.get("students", 0)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise RltempError(f"{where}: malformed support ({e.__class__.__name__}: {e})") from None
+        if len(sup.low) != n_features or len(sup.high) != n_features:
+            raise RltempError(f"{where}: support needs one low and one high per feature ({n_features}), got "
+                              f"{len(sup.low)} and {len(sup.high)}")
+        if not all(math.isfinite(a) and math.isfinite(b) and a <= b for a, b in zip(sup.low, sup.high, strict=True)):
+            raise RltempError(f"{where}: support ranges must be finite with low <= high")
+        return sup
+
+
+@dataclass(frozen=True)
 class Head:
     """One head of ``policy.json``: what it reads, its network, how it was trained. Unknown keys are
     kept (``extra``) so a record written by a newer rltemp still loads where it can."""
@@ -67,6 +106,7 @@ class Head:
     probe: Probe | None = None  # run-level schedules
     normalize_obs: dict[str, Any] | None = None  # a record: the statistics folded into the first layer
     max_multiplier: float = 1.0  # modulators
+    support: Support | None = None  # run-level schedules: where their training students' probes lay
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +120,8 @@ class Head:
             out["normalize_obs"] = self.normalize_obs
         if self.decision == Modulator.decision:
             out["max_multiplier"] = self.max_multiplier
+        if self.support is not None:
+            out["support"] = self.support.to_dict()
         return {**out, **self.extra}
 
     @classmethod
@@ -90,9 +132,11 @@ class Head:
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         try:
             probe = raw.get("probe")
+            features = [str(f) for f in raw["features"]]
+            support = raw.get("support")
             head = cls(
                 decision=str(raw.get("decision", "")), algo=str(raw["algo"]),
-                features=[str(f) for f in raw["features"]], net_arch=[int(w) for w in raw["net_arch"]],
+                features=features, net_arch=[int(w) for w in raw["net_arch"]],
                 activation=str(raw["activation"]), reward_reference=str(raw.get("reward_reference", "")),
                 probe=Probe(float(probe["epochs"]), float(probe["temperature"])) if probe else None,
                 normalize_obs=raw.get("normalize_obs"), max_multiplier=float(raw.get("max_multiplier", 1.0)),
@@ -102,6 +146,8 @@ class Head:
             raise RltempError(f"{where}: malformed head ({e.__class__.__name__}: {e})") from None
         if not head.features:
             raise RltempError(f"{where}: the head has no feature list")
+        if support is not None:
+            head = dataclasses.replace(head, support=Support.from_dict(support, len(features), where))
         return head
 
 
@@ -134,6 +180,10 @@ class Form:
         """The temperature of the epoch at ``progress`` under the decision ``action``."""
         raise NotImplementedError
 
+    def constant(self, t: float) -> torch.Tensor:
+        """The decision (outputs,) that runs every epoch at ``t``."""
+        return torch.full((self.outputs,), temperature_to_action(t, self.t_min, self.t_max))
+
     def schedule(self, actions: Any, epochs: int) -> list[float]:
         """Every epoch's temperature for a run's decisions (k, outputs) — one row per decision made."""
         raise NotImplementedError
@@ -152,6 +202,10 @@ class ProbeSchedule(Form):
             raise RltempError("a run-level schedule decides from a probe (\"probe\": {\"epochs\": ..., "
                               "\"temperature\": ...}); the two-decision run-level form was retired "
                               "(benchmarks/RESULTS.md, ablations Z-Z3)")
+        sup = self.head.support
+        if sup is not None and not self.t_min <= sup.fallback <= self.t_max:
+            raise RltempError(f"support: fallback_temperature must lie in [t_min, t_max] = [{self.t_min}, "
+                              f"{self.t_max}], got {sup.fallback}")
 
     @staticmethod
     def action(actions: torch.Tensor, progress: float) -> torch.Tensor:

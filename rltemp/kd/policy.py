@@ -98,14 +98,32 @@ class TemperaturePolicy(nn.Module):
         return self.modulator_form.features if self.modulator_form is not None else []
 
     def observation(self, state: GlobalState) -> dict[str, float]:
-        """What the schedule head reads in ``state``, by feature name."""
-        return dict(zip(self.form.features, global_features(self.form.features, state).tolist(), strict=True))
+        """What the schedule head reads in ``state``, by feature name (and, for a head with a training
+        support, ``in_support``: 1 or 0)."""
+        obs = global_features(self.form.features, state)
+        out = dict(zip(self.form.features, obs.tolist(), strict=True))
+        if self.form.head.support is not None:
+            out["in_support"] = float(self.form.head.support.covers(obs))
+        return out
 
     @torch.no_grad()
     def act(self, state: GlobalState) -> torch.Tensor:
-        """The schedule head's decision (outputs,) on the CPU, from ``state`` (the epoch's start, or a probe's)."""
-        obs = global_features(self.form.features, state)[None]
-        return self.schedule(obs.to(next(self.schedule.parameters()).device))[0].cpu()
+        """The schedule head's decision (outputs,) on the CPU, from ``state`` (the epoch's start, or a
+        probe's); outside the head's training support, the decision that runs at its fallback temperature."""
+        return self.decision(global_features(self.form.features, state))
+
+    def decision(self, obs: torch.Tensor) -> torch.Tensor:
+        """The decision (outputs,) for the features ``obs`` (F,): the network's, or outside the head's
+        training support, the one that runs every epoch at the support's fallback temperature."""
+        support = self.form.head.support
+        if support is not None and not support.covers(obs):
+            return self.form.constant(support.fallback)
+        return self.head_action(obs)
+
+    @torch.no_grad()
+    def head_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The schedule network's own decision (outputs,) for the features ``obs`` (F,), unguarded."""
+        return self.schedule(obs[None].to(next(self.schedule.parameters()).device))[0].cpu()
 
     def decide(self, distiller: Any,
                initial: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, GlobalState]:
