@@ -5,6 +5,7 @@ import math
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -263,7 +264,16 @@ def test_a_teacher_of_another_window_or_vocabulary_is_refused_in_one_line(corpus
 def test_online_mode_learns_a_per_token_modulator_and_it_transfers(corpus, tmp_path):
     """The per-instance environment on a language model: one instance per token position."""
     over = [f"data.options.corpus={corpus}", *SMALL, "device=cpu", "--no-progress"]
-    assert main(["distill", "envs/lm.yaml", "-T", "online:agents/ppo.yaml", "--out", str(tmp_path / "on"), *over]) == 0
+    # the shipped schedule without its support: on this toy corpus the probe lies outside it, and the
+    # fallback T = 1 = t_min would clip every modulation below it (the guard has its own tests)
+    base = tmp_path / "base"
+    base.mkdir()
+    meta = json.loads(Path("agents/pretrained/default/policy.json").read_text())
+    meta["schedule"].pop("support")
+    (base / "policy.json").write_text(json.dumps(meta))
+    (base / "policy.pt").write_bytes(Path("agents/pretrained/default/policy.pt").read_bytes())
+    assert main(["distill", "envs/lm.yaml", "-T", "online:agents/ppo.yaml", "--out", str(tmp_path / "on"),
+                 f"env.base_policy={base}", *over]) == 0
     res = json.loads((tmp_path / "on" / "results.json").read_text())
     assert res["val_loss"] > 0 and res["teacher_test_loss"] > 0 and len(res["test_loss_by_teacher_entropy"]) == 4
     assert res["temperature"]["std"] > 0 and (tmp_path / "on" / "policy.json").is_file()  # per-token temperatures
