@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from rltemp.config import DEFAULT_RUN_FEATURES
+from rltemp.kd.forms import ACTION_MAPPING
 from rltemp.kd.policy import FORMAT, load_policy
 
 RULES = {"sure-hot": (2.0, -1.0), "sure-cold": (-2.0, 1.0)}  # modulator weight, bias
@@ -35,7 +36,7 @@ def write(out: Path, name: str, weight: float, bias: float) -> Path:
     features = list(DEFAULT_RUN_FEATURES)
     meta = {
         "format": FORMAT, "t_min": 0.5, "t_max": 2.0,
-        "action_mapping": "T = exp(log t_min + (a+1)/2 (log t_max - log t_min))",
+        "action_mapping": ACTION_MAPPING,
         "schedule": {"algo": "none", "features": features, "net_arch": [], "activation": "tanh", "decision": "run",
                      "probe": {"epochs": 0.1, "temperature": 1.0}},
         "modulator": {"algo": "none", "features": ["p_t_top1"], "net_arch": [], "activation": "relu",

@@ -20,7 +20,7 @@ import torch
 
 from rltemp.agents.config import AgentConfig
 from rltemp.config import Config
-from rltemp.kd.forms import Head, Modulator, Probe, ProbeSchedule
+from rltemp.kd.forms import ACTION_MAPPING, Head, Modulator, Probe, ProbeSchedule
 from rltemp.kd.policy import FORMAT, actor_state_from_sb3, load_policy
 from rltemp.paths import atomic_write_bytes
 
@@ -61,7 +61,7 @@ def policy_meta(cfg: Config, schedule: Head, modulator: Head | None, trained_on:
     pairs = [m.name for m in env.pool] or [cfg.name]
     return {
         "format": FORMAT, "t_min": env.t_min, "t_max": env.t_max,
-        "action_mapping": "T = exp(log t_min + (a+1)/2 (log t_max - log t_min))",
+        "action_mapping": ACTION_MAPPING,
         "schedule": schedule.to_dict(), "modulator": modulator.to_dict() if modulator is not None else None,
         "trained_on": {"dataset": cfg.data.name, "teacher": cfg.teacher.model, "student": cfg.student.model,
                        "pairs": pairs,

@@ -39,7 +39,6 @@ from rltemp.config import Config, dump_yaml, load_config, pool_configs
 from rltemp.envs.run_env import KDRunScheduleEnv
 from rltemp.errors import ConfigError, RltempError
 from rltemp.kd.forms import Support, schedule_form
-from rltemp.kd.pipeline import get_teacher, prepare_data
 from rltemp.paths import atomic_write_bytes
 from rltemp.runs import RunDir
 
@@ -196,14 +195,13 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
         require_ray()
     from torch.utils.tensorboard import SummaryWriter
 
-    for _, pair in pool_configs(cfg):  # every teacher once, before worker processes read the cache
-        data, device = prepare_data(pair)
-        get_teacher(pair, data, device, progress)
+    env = KDRunScheduleEnv(cfg, progress=progress)  # every teacher once, before worker processes read the cache
     run, ckpt = _open_run(cfg, agent, out, resume, runs_root)
     restore_threads = _threads_one()
     writer = SummaryWriter(str(run.tb))
     try:
-        support = training_support(cfg)
+        support = training_support(env)  # on one thread, as the workers probe
+        del env
         model, sched = train_schedule(cfg, agent, run, writer, jobs, progress, ckpt, backend, address, support)
         trained_on = {"episodes": agent.episodes, "wall_time_s": sched["wall_time_s"], "command": _command(run)}
         selection = sched["selection"]
@@ -236,15 +234,14 @@ def train_policy(cfg: Config, agent: AgentConfig, out: str | Path | None = None,
     return {**results, "run_dir": str(run.path)}
 
 
-def training_support(cfg: Config) -> Support | None:
+def training_support(env: KDRunScheduleEnv) -> Support | None:
     """The policy's training support (:class:`~rltemp.kd.forms.Support`): the range of each probe
     feature over the pool's training students (every pair × ``env.seeds``, probed as the policy
     probes), and ``env.support_fallback``; ``None`` without fixed training seeds."""
-    if not cfg.env.seeds:
+    if not env.ecfg.seeds:
         return None
-    env = KDRunScheduleEnv(cfg)
-    log.info("support: probing %d training students", len(env.pairs) * len(cfg.env.seeds))
-    return env.support(cfg.env.support_fallback)
+    log.info("support: probing %d training students", len(env.pairs) * len(env.ecfg.seeds))
+    return env.support(env.ecfg.support_fallback)
 
 
 def _command(run: RunDir) -> str:

@@ -36,6 +36,8 @@ import torch
 from rltemp.errors import RltempError
 from rltemp.registry import Registry
 
+ACTION_MAPPING = "T = exp(log t_min + (a+1)/2 (log t_max - log t_min))"  # as policy.json records it
+
 
 def action_to_temperature(action: torch.Tensor, t_min: float, t_max: float) -> torch.Tensor:
     """Map actions in [-1, 1] to [t_min, t_max] on a log scale (clipping out-of-range values)."""
