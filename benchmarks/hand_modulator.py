@@ -11,7 +11,8 @@ top-1 probability p_i (the feature ``p_t_top1``, detached from the student):
     b_i = ±(2 p_i − 1),   T_i = exp(0.15 · (b_i − mean_batch b))   (max_multiplier e^0.15)
 
 ``sure-hot`` (+): tokens the teacher is sure of run hotter, unsure ones colder; ``sure-cold`` (−): the
-reverse. The probe the schedule form requires is 0.1 epoch (its decision is the constant anyway).
+reverse; ``constant``: no modulator (T = 1 for every token: the base a learned modulator starts from).
+The probe the schedule form requires is 0.1 epoch (its decision is the constant anyway).
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ from rltemp.config import DEFAULT_RUN_FEATURES
 from rltemp.kd.forms import ACTION_MAPPING
 from rltemp.kd.policy import FORMAT, load_policy
 
-RULES = {"sure-hot": (2.0, -1.0), "sure-cold": (-2.0, 1.0)}  # modulator weight, bias
+# modulator: (features, weights, bias, log max_multiplier), b_i = weights · features_i + bias
+RULES = {"sure-hot": (["p_t_top1"], [2.0], -1.0, 0.15), "sure-cold": (["p_t_top1"], [-2.0], 1.0, 0.15),
+         "constant": None}
 
 
-def write(out: Path, name: str, weight: float, bias: float) -> Path:
+def write(out: Path, name: str, rule: tuple[list[str], list[float], float, float] | None,
+          trained_on: dict | None = None) -> Path:
+    """One policy: T = 1 every epoch, with the linear modulator ``rule`` or none."""
     d = out / name
     d.mkdir(parents=True, exist_ok=True)
     features = list(DEFAULT_RUN_FEATURES)
@@ -39,12 +44,17 @@ def write(out: Path, name: str, weight: float, bias: float) -> Path:
         "action_mapping": ACTION_MAPPING,
         "schedule": {"algo": "none", "features": features, "net_arch": [], "activation": "tanh", "decision": "run",
                      "probe": {"epochs": 0.1, "temperature": 1.0}},
-        "modulator": {"algo": "none", "features": ["p_t_top1"], "net_arch": [], "activation": "relu",
-                      "decision": "instance", "max_multiplier": math.exp(0.15)},
-        "trained_on": {"hand-made": f"b_i = {weight} p_t_top1 + {bias}; benchmarks/hand_modulator.py"},
+        "modulator": None,
+        "trained_on": trained_on or {"hand-made": f"{name}; benchmarks/hand_modulator.py"},
     }
-    state = {"schedule.net.0.weight": torch.zeros(2, len(features)), "schedule.net.0.bias": torch.zeros(2),
-             "modulator.net.0.weight": torch.tensor([[weight]]), "modulator.net.0.bias": torch.tensor([bias])}
+    state = {"schedule.net.0.weight": torch.zeros(2, len(features)), "schedule.net.0.bias": torch.zeros(2)}
+    if rule is not None:
+        names, weights, bias, log_m = rule
+        meta["modulator"] = {"algo": "none", "features": list(names), "net_arch": [], "activation": "relu",
+                             "decision": "instance", "max_multiplier": math.exp(log_m)}
+        meta["trained_on"].setdefault("rule", f"b_i = {weights} . {names} + {bias}, log max_multiplier {log_m}")
+        state.update({"modulator.net.0.weight": torch.tensor([list(map(float, weights))]),
+                      "modulator.net.0.bias": torch.tensor([float(bias)])})
     torch.save(state, d / "policy.pt")
     (d / "policy.json").write_text(json.dumps(meta, indent=2) + "\n")
     load_policy(d)  # loads back, weights-only
@@ -55,8 +65,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path)
     a = ap.parse_args()
-    for name, (w, b) in RULES.items():
-        print(write(a.out, name, w, b))
+    for name, rule in RULES.items():
+        print(write(a.out, name, rule))
 
 
 if __name__ == "__main__":
