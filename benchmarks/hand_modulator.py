@@ -12,7 +12,7 @@ top-1 probability p_i (the feature ``p_t_top1``, detached from the student):
 
 ``sure-hot`` (+): tokens the teacher is sure of run hotter, unsure ones colder; ``sure-cold`` (−): the
 reverse; ``constant``: no modulator (T = 1 for every token: the base a learned modulator starts from).
-The probe the schedule form requires is 0.1 epoch (its decision is the constant anyway).
+The schedule head reads no features: a constant schedule, with no probe before the first epoch.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 
-from rltemp.config import DEFAULT_RUN_FEATURES
 from rltemp.kd.forms import ACTION_MAPPING
 from rltemp.kd.policy import FORMAT, load_policy
 
@@ -38,16 +37,14 @@ def write(out: Path, name: str, rule: tuple[list[str], list[float], float, float
     """One policy: T = 1 every epoch, with the linear modulator ``rule`` or none."""
     d = out / name
     d.mkdir(parents=True, exist_ok=True)
-    features = list(DEFAULT_RUN_FEATURES)
     meta = {
         "format": FORMAT, "t_min": 0.5, "t_max": 2.0,
         "action_mapping": ACTION_MAPPING,
-        "schedule": {"algo": "none", "features": features, "net_arch": [], "activation": "tanh", "decision": "run",
-                     "probe": {"epochs": 0.1, "temperature": 1.0}},
+        "schedule": {"algo": "none", "features": [], "net_arch": [], "activation": "tanh", "decision": "run"},
         "modulator": None,
         "trained_on": trained_on or {"hand-made": f"{name}; benchmarks/hand_modulator.py"},
     }
-    state = {"schedule.net.0.weight": torch.zeros(2, len(features)), "schedule.net.0.bias": torch.zeros(2)}
+    state = {"schedule.net.0.weight": torch.zeros(2, 0), "schedule.net.0.bias": torch.zeros(2)}
     if rule is not None:
         names, weights, bias, log_m = rule
         meta["modulator"] = {"algo": "none", "features": list(names), "net_arch": [], "activation": "relu",

@@ -207,7 +207,7 @@ def test_retired_agent_settings_are_unknown_keys():
     ({"decision": "batch"}, "unknown schedule decision 'batch'; this rltemp knows run"),
     ({"decision": "epoch"}, "unknown schedule decision 'epoch'; this rltemp knows run"),  # the retired form
     ({"probe": None}, "the two-decision run-level form was retired"),
-    ({"features": []}, "the head has no feature list"),
+    ({"features": [], "support": None}, "reads no features is a constant: it takes no probe"),
     ({"net_arch": "wide"}, "malformed head"),
     ({"support": "wide"}, "malformed support"),
     ({"support": {"low": [0], "high": [1], "fallback_temperature": 1}}, "one low and one high per feature"),
@@ -221,6 +221,30 @@ def test_malformed_or_retired_heads_in_a_policy_file_are_refused(probe_policy, t
     (tmp_path / "policy.json").write_text(json.dumps(meta))
     with pytest.raises(RltempError, match=message):
         load_policy(tmp_path)
+
+
+def test_a_schedule_that_reads_nothing_is_a_constant_without_a_probe(tmp_path, monkeypatch):
+    """A run-level head with no features decides from its bias alone: distill runs it at that constant
+    every epoch without probing, and the controller needs no observe_probe."""
+    from rltemp.kd.forms import temperature_to_action
+    from rltemp.kd.pipeline import run_distill
+    from rltemp.kd.policy import FORMAT
+    from rltemp.kd.trainer import Distiller
+
+    a = temperature_to_action(2.5, 1, 10)
+    (tmp_path / "policy.json").write_text(json.dumps({
+        "format": FORMAT, "t_min": 1, "t_max": 10,
+        "schedule": {"algo": "none", "features": [], "net_arch": [], "activation": "tanh", "decision": "run"}}))
+    torch.save({"schedule.net.0.weight": torch.zeros(2, 0), "schedule.net.0.bias": torch.tensor([a, a])},
+               tmp_path / "policy.pt")
+    monkeypatch.setattr(Distiller, "probe", lambda *a, **k: pytest.fail("a constant schedule probed"))
+    cfg = load_config("envs/mnist1d.yaml", [*RUN_TINY, f"distill.temperature=policy:{tmp_path}"])
+    res = run_distill(cfg, out=tmp_path / "run", progress=False)
+    assert res["schedule"] == pytest.approx([2.5] * 4, rel=1e-5)
+    ctl = rltemp.TemperatureController.load(tmp_path)
+    assert ctl.probe is None
+    t = ctl(torch.randn(3, 5), torch.randn(3, 5), torch.tensor([0, 1, 2]), progress=0.5)
+    assert t == pytest.approx(torch.full((3,), 2.5), rel=1e-5)
 
 
 @pytest.mark.slow

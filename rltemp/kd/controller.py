@@ -36,6 +36,8 @@ class TemperatureController:
     def __init__(self, policy: TemperaturePolicy) -> None:
         self.policy = policy
         self.action: torch.Tensor | None = None  # the schedule decision, once the probe is reported
+        if policy.form.probe is None:  # a constant schedule decides without a probe
+            self.action = policy.head_action(torch.zeros(0))
         self.temperature = math.nan  # the schedule temperature of the last call
         self._device: torch.device | None = None
 
@@ -50,10 +52,11 @@ class TemperatureController:
         return {"schedule": list(self.policy.schedule_features), "instance": list(self.policy.instance_features)}
 
     @property
-    def probe(self) -> dict[str, float]:
-        """The probe to run before training: ``{"epochs": ..., "temperature": ...}`` (see :meth:`observe_probe`)."""
+    def probe(self) -> dict[str, float] | None:
+        """The probe to run before training: ``{"epochs": ..., "temperature": ...}`` (see :meth:`observe_probe`);
+        None for a policy with a constant schedule, which needs none."""
         probe = self.policy.form.probe
-        return {"epochs": probe.epochs, "temperature": probe.temperature}
+        return None if probe is None else {"epochs": probe.epochs, "temperature": probe.temperature}
 
     @property
     def reads_logits(self) -> bool:

@@ -13,7 +13,8 @@ T = exp(log t_min + (a + 1) / 2 · (log t_max − log t_min)), out-of-range acti
   at ``probe.temperature`` (:meth:`~rltemp.kd.trainer.Distiller.probe`); action (2,) = (a_start,
   a_end), and the epoch at progress p runs at the action (1 − p) a_start + p a_end: a geometric
   schedule from T(a_start) toward T(a_end). One decision per run is a contextual bandit, credited
-  with the whole run's gain.
+  with the whole run's gain. A head with ``"features": []`` is a constant schedule (the decision is
+  its bias): it has no probe, and costs nothing before the first epoch.
 - :class:`Modulator` (``"decision": "instance"``): per instance, on top of a schedule:
   log m_i = log(max_multiplier) · (b_i − mean_batch b), T_i = clip(T_sched · m_i, t_min, t_max).
   Centring in log space keeps T_sched the geometric mean of every batch.
@@ -146,7 +147,7 @@ class Head:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise RltempError(f"{where}: malformed head ({e.__class__.__name__}: {e})") from None
-        if not head.features:
+        if not head.features and head.decision != ProbeSchedule.decision:
             raise RltempError(f"{where}: the head has no feature list")
         if support is not None:
             head = dataclasses.replace(head, support=Support.from_dict(support, len(features), where))
@@ -200,6 +201,11 @@ class ProbeSchedule(Form):
     outputs = 2
 
     def check(self) -> None:
+        if not self.head.features:  # a constant schedule: its decision is the bias, nothing to probe
+            if self.head.probe is not None or self.head.support is not None:
+                raise RltempError("a run-level schedule that reads no features is a constant: it takes no "
+                                  "probe and no support")
+            return
         if self.head.probe is None:
             raise RltempError("a run-level schedule decides from a probe (\"probe\": {\"epochs\": ..., "
                               "\"temperature\": ...}); the two-decision run-level form was retired "

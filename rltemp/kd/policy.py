@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,9 @@ class ActorNet(nn.Module):
         for w in net_arch:
             layers += [nn.Linear(d, w), ACTIVATIONS[activation]()]
             d = w
-        layers.append(nn.Linear(d, action_dim))
+        with warnings.catch_warnings():  # a constant head (obs_dim 0) has an empty weight; its bias is loaded
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            layers.append(nn.Linear(d, action_dim))
         self.net = nn.Sequential(*layers)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
@@ -126,10 +129,13 @@ class TemperaturePolicy(nn.Module):
         return self.schedule(obs[None].to(next(self.schedule.parameters()).device))[0].cpu()
 
     def decide(self, distiller: Any,
-               initial: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, GlobalState]:
+               initial: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, GlobalState | None]:
         """Probe ``distiller``'s student as the form says (:meth:`~rltemp.kd.trainer.Distiller.probe`,
-        from the weights ``initial`` if given) and decide: the action and the probed state."""
+        from the weights ``initial`` if given) and decide: the action and the probed state (None for a
+        constant schedule, which has no probe)."""
         probe = self.form.probe
+        if probe is None:
+            return self.head_action(torch.zeros(0)), None
         state = distiller.probe(probe.epochs, probe.temperature, initial=initial)
         return self.act(state), state
 
@@ -262,7 +268,7 @@ class PolicyStrategy(TemperatureStrategy):
                 raise RltempError("the policy has not decided a temperature: attach it to a Distiller first")
             action, probed = self.policy.decide(self._distiller, self._initial)
             self.run_decision.copy_(action)
-            self._observed = self.policy.observation(probed)
+            self._observed = self.policy.observation(probed) if probed is not None else None
         self.t_sched = self.policy.form.temperature(self.run_decision, self._progress)
         self._due = False
 
