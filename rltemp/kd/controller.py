@@ -37,7 +37,7 @@ class TemperatureController:
         self.policy = policy
         self.action: torch.Tensor | None = None  # the schedule decision, once the probe is reported
         if policy.form.probe is None:  # a constant schedule decides without a probe
-            self.action = policy.head_action(torch.zeros(0))
+            self.action = policy.constant_action()
         self.temperature = math.nan  # the schedule temperature of the last call
         self._device: torch.device | None = None
 

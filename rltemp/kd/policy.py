@@ -128,6 +128,10 @@ class TemperaturePolicy(nn.Module):
         """The schedule network's own decision (outputs,) for the features ``obs`` (F,), unguarded."""
         return self.schedule(obs[None].to(next(self.schedule.parameters()).device))[0].cpu()
 
+    def constant_action(self) -> torch.Tensor:
+        """The decision of a constant schedule (a head that reads no features): its bias."""
+        return self.head_action(torch.zeros(0))
+
     def decide(self, distiller: Any,
                initial: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, GlobalState | None]:
         """Probe ``distiller``'s student as the form says (:meth:`~rltemp.kd.trainer.Distiller.probe`,
@@ -135,7 +139,7 @@ class TemperaturePolicy(nn.Module):
         constant schedule, which has no probe)."""
         probe = self.form.probe
         if probe is None:
-            return self.head_action(torch.zeros(0)), None
+            return self.constant_action(), None
         state = distiller.probe(probe.epochs, probe.temperature, initial=initial)
         return self.act(state), state
 
