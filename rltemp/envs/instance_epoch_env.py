@@ -113,7 +113,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
         inp = FeatureInput(self._zs, zt, d.data.train.y.reshape(-1))
         if d.teacher_cache is not None:
             if self._teacher_side is None:
-                self._teacher_side = {k: getattr(inp, k) for k in ("p_t", "top1_t")}
+                self._teacher_side = {k: getattr(inp, k) for k in ("p_t", "p_t_top1")}
             inp.__dict__.update(self._teacher_side)  # functools.cached_property values
         return inp
 
@@ -200,7 +200,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
             "instances": rows.cpu().numpy(),  # the seen instances, in the order of the arrays below
             "temperature": temps.cpu().numpy(),
             "kd_loss": kd.cpu().numpy(),
-            "teacher_confidence": inp.top1_t[0][rows].cpu().numpy(),
+            "teacher_confidence": inp.p_t_top1[rows].cpu().numpy(),
             "student_p_true": inp.p_s.gather(1, inp.labels[:, None])[rows, 0].cpu().numpy(),
             "student_correct": inp.s_correct[rows].cpu().numpy(),
             "nan_actions": n_bad,

@@ -45,29 +45,46 @@ class FeatureInput:
         return F.softmax(self.student_logits.float(), -1)
 
     @cached_property
+    def logp_t(self) -> torch.Tensor:
+        return F.log_softmax(self.teacher_logits.float(), -1)
+
+    @cached_property
     def p_t(self) -> torch.Tensor:
-        return F.softmax(self.teacher_logits.float(), -1)
+        return self.logp_t.exp()
+
+    @cached_property
+    def p_s_top1(self) -> torch.Tensor:
+        """The student's largest probability, (B,). Class indices are never needed: the features that
+        ask about the student's top-1 class compare probabilities with it instead (``max`` with
+        indices, ``argmax`` and ``topk`` are several times slower than ``amax`` on the CPU)."""
+        return self.p_s.amax(-1)
+
+    @cached_property
+    def p_t_top1(self) -> torch.Tensor:
+        return self.p_t.amax(-1)
 
     @cached_property
     def top2_s(self) -> torch.Tensor:
-        """The student's two largest probabilities, (B, 2); equal when the top class is tied. No class
-        indices: the features that need the student's top-1 class compare probabilities with it
-        instead (``max`` with indices, ``argmax`` and ``topk`` are several times slower than ``amax``
-        on the CPU over a whole training split)."""
-        v1 = self.p_s.amax(-1)
+        """The student's two largest probabilities, (B, 2); equal when the top class is tied."""
+        v1 = self.p_s_top1
         top = self.p_s >= v1[:, None]
         v2 = torch.where(top, -1.0, self.p_s).amax(-1)
         return torch.stack([v1, torch.where(torch.count_nonzero(top, dim=-1) > 1, v1, v2)], -1)
 
     @cached_property
-    def s_correct(self) -> torch.Tensor:
-        """bool (B,): the label is the student's top-1 class (one of them, if tied)."""
-        return _at(self.p_s, self.labels) >= self.top2_s[:, 0]
+    def p_s_true(self) -> torch.Tensor:
+        """The student's probability of the label, (B,)."""
+        return _at(self.p_s, self.labels)
 
     @cached_property
-    def top1_t(self) -> tuple[torch.Tensor, torch.Tensor]:
-        v, i = self.p_t.max(-1)
-        return v, i
+    def s_correct(self) -> torch.Tensor:
+        """bool (B,): the label is the student's top-1 class (one of them, if tied)."""
+        return self.p_s_true >= self.p_s_top1
+
+    @cached_property
+    def teacher_entropy(self) -> torch.Tensor:
+        """H(p_t) in nats, (B,)."""
+        return -(self.p_t * self.logp_t).sum(-1)
 
 
 Feature = Callable[[FeatureInput], torch.Tensor]
@@ -87,8 +104,8 @@ def _register(name: str, doc: str) -> Callable[[Feature], Feature]:
     return deco
 
 
-_register("p_t_top1", "teacher top-1 probability (RLKD)")(lambda f: f.top1_t[0])
-_register("p_s_top1", "student top-1 probability (RLKD)")(lambda f: f.top2_s[:, 0])
+_register("p_t_top1", "teacher top-1 probability (RLKD)")(lambda f: f.p_t_top1)
+_register("p_s_top1", "student top-1 probability (RLKD)")(lambda f: f.p_s_top1)
 _register("margin_s", "student top-1 minus top-2 probability (RLKD)")(lambda f: f.top2_s[:, 0] - f.top2_s[:, 1])
 
 

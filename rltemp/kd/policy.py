@@ -289,8 +289,8 @@ class PolicyStrategy(TemperatureStrategy):
             self._decide()
         if self.policy.modulator is None:
             return torch.full((student_logits.shape[0],), self.t_sched, device=student_logits.device)
-        return self.policy.temperatures(self.t_sched, FeatureInput(student_logits.detach(), teacher_logits.detach(),
-                                                                   labels))
+        self.last_input = FeatureInput(student_logits.detach(), teacher_logits.detach(), labels)
+        return self.policy.temperatures(self.t_sched, self.last_input)
 
 
 @STRATEGIES.register("policy")

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rltemp.errors import ConfigError, did_you_mean
+from rltemp.kd.features import FeatureInput
 from rltemp.registry import Registry
 
 
@@ -56,6 +57,7 @@ class TemperatureStrategy(nn.Module):
     needs_teacher: bool = True
     per_instance: bool = False  # True when temperatures vary across the instances of a batch
     ce_weight: float | None = None  # a method whose reference objective fixes the CE weight (DTKD) sets it
+    last_input: FeatureInput | None = None  # the last batch's features, for a strategy that read them (a policy)
 
     def forward(
         self, teacher_logits: torch.Tensor, student_logits: torch.Tensor, labels: torch.Tensor, progress: float

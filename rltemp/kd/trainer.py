@@ -28,7 +28,7 @@ from torch import nn
 from rltemp.config import DistillConfig, OptimConfig
 from rltemp.data.base import DataBundle, Split
 from rltemp.errors import ConfigError, RltempError
-from rltemp.kd.features import GlobalState, ValStats, moving_average, validation_stats
+from rltemp.kd.features import FeatureInput, GlobalState, ValStats, moving_average, validation_stats
 from rltemp.kd.loss import divergence_loss, dkd_loss, kd_loss, per_position
 from rltemp.kd.strategies import TemperatureStrategy, scaled_epochs, warmup_factor
 from rltemp.kd.tblog import Decisions
@@ -295,10 +295,10 @@ class Distiller:
             ts = t[:, 1] if t.dim() == 2 else t
             self._epoch_t.append(ts)
             if self.record_decisions:
-                p_s, logp_t = torch.softmax(z_s.detach().float(), -1), torch.log_softmax(z_t.detach().float(), -1)
-                p_t = logp_t.exp()
-                self._decisions.append((ts, p_t.max(-1).values, p_s.gather(1, y[:, None])[:, 0], p_s.argmax(-1) == y,
-                                        -(p_t * logp_t).sum(-1)))
+                inp = self.strategy.last_input if self.strategy is not None else None
+                if inp is None or inp.labels is not y:  # the strategy read no features of this batch
+                    inp = FeatureInput(z_s.detach().float(), z_t.detach().float(), y)
+                self._decisions.append((ts, inp.p_t_top1, inp.p_s_true, inp.s_correct, inp.teacher_entropy))
         return StepResult(
             z_s.detach(), None if z_t is None else z_t.detach(), y, t, ce.detach(),
             None if kd is None else kd.detach(), loss.detach(),
