@@ -92,3 +92,33 @@ def test_one_hparams_schema_across_the_suite(suite_dir):
     assert schemas == {("method", "pair", "seed", "student")}, schemas
     res = json.loads((suite_dir / "seen" / "fixed_4" / "s0" / "results.json").read_text())
     assert res["method"] == "fixed:4"
+
+
+def test_a_per_instance_run_draws_its_decision_figure_at_the_first_middle_and_last_epoch():
+    import matplotlib.pyplot as plt
+    import torch
+
+    from rltemp.kd.pipeline import EpochLogger
+    from rltemp.kd.tblog import Decisions
+    from rltemp.kd.trainer import EpochStats
+
+    class Writer:  # records the steps of add_figure; every other TensorBoard call is accepted and dropped
+        def __init__(self) -> None:
+            self.figures: list[int] = []
+
+        def add_figure(self, tag: str, fig, step: int) -> None:  # noqa: ANN001
+            self.figures.append(step)
+            plt.close(fig)
+
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return lambda *a, **k: None
+
+    g = torch.Generator().manual_seed(0)
+    d = Decisions(1 + torch.rand(64, generator=g), torch.rand(64, generator=g), torch.rand(64, generator=g),
+                  torch.rand(64, generator=g) > 0.5)
+    for epochs, expected in ((7, [0, 3, 6]), (40, [0, 20, 39]), (1, [0])):
+        w = Writer()
+        log = EpochLogger(w, figures=True, t_range=(0.5, 2.0), epochs=epochs)
+        for e in range(epochs):
+            log(EpochStats(e, 1.0, 0.5, 1.0, 0.1, decisions=d), 1e-3, last=e == epochs - 1)
+        assert w.figures == expected, (epochs, w.figures)

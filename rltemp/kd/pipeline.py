@@ -192,7 +192,6 @@ def final_metrics(cfg: Config, student: nn.Module, teacher: nn.Module | None, da
 # --------------------------------------------------------------------------- logging
 
 
-FIGURE_EVERY = 5  # epochs between decision figures (and the last epoch)
 
 
 class EpochLogger:
@@ -201,8 +200,11 @@ class EpochLogger:
     methods that vary T per instance, and decision figures for policy runs that set a temperature per instance."""
 
     def __init__(self, writer: Any, title: str = "", figures: bool = False,
-                 t_range: tuple[float, float] = (1.0, 10.0), tokens: bool = False) -> None:
+                 t_range: tuple[float, float] = (1.0, 10.0), tokens: bool = False, epochs: int = 0) -> None:
         self.writer, self.title, self.figures, self.t_range = writer, title, figures, t_range
+        # three decision figures per run, at its first, middle and last epoch: a figure is the costly part of
+        # logging (~0.5 s: matplotlib's render; benchmarks/policy_overhead.py), the scalars show every epoch
+        self.figure_epochs = {0, epochs // 2}
         self.tokens = tokens  # a language model's run: the last epoch's per-token view too
         self.history: list[dict[str, float]] = []
 
@@ -217,7 +219,7 @@ class EpochLogger:
         w.add_scalar("time/epoch_s", stats.seconds, e)
         if stats.decisions is not None:  # methods whose temperature varies per instance
             self.history.append(log_decisions(w, e, stats.decisions))
-            if self.figures and (last or e % FIGURE_EVERY == 0):
+            if self.figures and (last or e in self.figure_epochs):
                 fig = decision_figure(stats.decisions, f"{self.title} — epoch {e}", self.t_range, self.history)
                 w.add_figure("decisions/temperature_vs_confidence_and_progress", fig, e)
             if self.tokens and last and stats.decisions.teacher_entropy is not None:
@@ -374,7 +376,7 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
         tokens = data.test.y.dim() == 2
         log_epochs = EpochLogger(writer, title=f"{cfg.name} / {method_name(spec)} / seed {cfg.seed}",
                                  figures=spec.startswith("policy:"), t_range=(cfg.env.t_min, cfg.env.t_max),
-                                 tokens=tokens)
+                                 tokens=tokens, epochs=cfg.distill.epochs)
         _fit_with_progress(trainer, f"distill {spec}", progress, log_epochs, on_epoch)
         wall = time.perf_counter() - t0
         if tokens and trainer.record_decisions and teacher is not None:
