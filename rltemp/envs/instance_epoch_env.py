@@ -201,7 +201,7 @@ class KDInstanceEpochEnv(StudentRunsEnv):
             "temperature": temps.cpu().numpy(),
             "kd_loss": kd.cpu().numpy(),
             "teacher_confidence": inp.p_t_top1[rows].cpu().numpy(),
-            "student_p_true": inp.p_s.gather(1, inp.labels[:, None])[rows, 0].cpu().numpy(),
+            "student_p_true": inp.p_s_true[rows].cpu().numpy(),
             "student_correct": inp.s_correct[rows].cpu().numpy(),
             "nan_actions": n_bad,
             "schedule_temperature": t_sched,

@@ -192,8 +192,6 @@ def final_metrics(cfg: Config, student: nn.Module, teacher: nn.Module | None, da
 # --------------------------------------------------------------------------- logging
 
 
-
-
 class EpochLogger:
     """Writes one distillation run's TensorBoard views epoch by epoch (:mod:`rltemp.kd.tblog`):
     losses, accuracy, the temperature per epoch, per-instance decision scalars and histograms for
