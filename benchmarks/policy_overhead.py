@@ -70,23 +70,22 @@ def interleaved(base, policy_spec: str) -> None:  # noqa: ANN001
 
     from torch.utils.tensorboard import SummaryWriter
 
-    from rltemp.kd.pipeline import EpochLogger, build_student_model, get_teacher, prepare
+    from rltemp.kd.pipeline import EpochLogger, build_student_model, get_teacher, prepare_data
+    from rltemp.kd.strategies import StrategyContext, build_strategy
     from rltemp.kd.trainer import Distiller
 
     cfg0 = base.with_temperature("fixed:4")
-    data, device, _ = prepare(cfg0)
+    data, device = prepare_data(cfg0)
     teacher = get_teacher(cfg0, data, device, progress=False)
     tokens = data.test.y.dim() == 2
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, spec in (("fixed:4", "fixed:4"), ("policy", policy_spec)):
             cfg = base.with_temperature(spec)
-            strategy = prepare(cfg)[2]
+            strategy = build_strategy(spec, StrategyContext(data.num_classes, cfg.distill.epochs))
             d = Distiller(cfg.distill, data, build_student_model(cfg, data, cfg.seed), teacher, strategy,
                           seed=cfg.seed, device=device)
-            log = EpochLogger(SummaryWriter(f"{tmp}/{name}"), title=name, figures=spec.startswith("policy:"),
-                              t_range=(cfg.env.t_min, cfg.env.t_max), tokens=tokens, epochs=cfg.distill.epochs)
-            runs[name] = (d, log)
+            runs[name] = (d, EpochLogger.for_run(SummaryWriter(f"{tmp}/{name}"), cfg, tokens))
         total = {k: 0.0 for k in runs}
         for e in range(base.distill.epochs):
             for name in list(runs)[:: 1 if e % 2 == 0 else -1]:

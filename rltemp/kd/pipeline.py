@@ -206,6 +206,14 @@ class EpochLogger:
         self.tokens = tokens  # a language model's run: the last epoch's per-token view too
         self.history: list[dict[str, float]] = []
 
+    @classmethod
+    def for_run(cls, writer: Any, cfg: Config, tokens: bool) -> EpochLogger:
+        """The logger of a distill run of ``cfg`` (figures for policy runs; ``tokens``: a language model's)."""
+        spec = cfg.distill.temperature
+        return cls(writer, title=f"{cfg.name} / {method_name(spec)} / seed {cfg.seed}",
+                   figures=spec.startswith("policy:"), t_range=(cfg.env.t_min, cfg.env.t_max), tokens=tokens,
+                   epochs=cfg.distill.epochs)
+
     def __call__(self, stats: EpochStats, lr: float, last: bool = False) -> None:
         w, e = self.writer, stats.epoch
         if w is None:
@@ -372,9 +380,7 @@ def run_distill(cfg: Config, out: str | Path | None = None, resume: str | Path |
     try:
         spec = cfg.distill.temperature
         tokens = data.test.y.dim() == 2
-        log_epochs = EpochLogger(writer, title=f"{cfg.name} / {method_name(spec)} / seed {cfg.seed}",
-                                 figures=spec.startswith("policy:"), t_range=(cfg.env.t_min, cfg.env.t_max),
-                                 tokens=tokens, epochs=cfg.distill.epochs)
+        log_epochs = EpochLogger.for_run(writer, cfg, tokens)
         _fit_with_progress(trainer, f"distill {spec}", progress, log_epochs, on_epoch)
         wall = time.perf_counter() - t0
         if tokens and trainer.record_decisions and teacher is not None:

@@ -297,7 +297,7 @@ class Distiller:
             if self.record_decisions:
                 inp = self.strategy.last_input if self.strategy is not None else None
                 if inp is None or inp.labels is not y:  # the strategy read no features of this batch
-                    inp = FeatureInput(z_s.detach().float(), z_t.detach().float(), y)
+                    inp = FeatureInput(z_s.detach(), z_t.detach(), y)
                 self._decisions.append((ts, inp.p_t_top1, inp.p_s_true, inp.s_correct, inp.teacher_entropy))
         return StepResult(
             z_s.detach(), None if z_t is None else z_t.detach(), y, t, ce.detach(),
