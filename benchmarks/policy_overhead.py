@@ -70,7 +70,7 @@ def interleaved(base, policy_spec: str) -> None:  # noqa: ANN001
 
     from torch.utils.tensorboard import SummaryWriter
 
-    from rltemp.kd.pipeline import EpochLogger, build_student_model, get_teacher, prepare_data
+    from rltemp.kd.pipeline import EpochLogger, build_student_model, get_teacher, logged_epoch, prepare_data
     from rltemp.kd.strategies import StrategyContext, build_strategy
     from rltemp.kd.trainer import Distiller
 
@@ -91,8 +91,7 @@ def interleaved(base, policy_spec: str) -> None:  # noqa: ANN001
             for name in list(runs)[:: 1 if e % 2 == 0 else -1]:
                 d, log = runs[name]
                 t0 = time.perf_counter()
-                lr = d.optimizer.param_groups[0]["lr"]
-                log(d.run_epoch(), lr, last=d.done)
+                logged_epoch(d, log)
                 total[name] += time.perf_counter() - t0
         for _, log in runs.values():
             log.writer.close()

@@ -262,6 +262,15 @@ def log_passage(writer: Any, trainer: Distiller, teacher: nn.Module, data: DataB
                           trainer.epoch)
 
 
+def logged_epoch(trainer: Distiller, log: EpochLogger | None) -> EpochStats:
+    """One epoch of ``trainer``, logged with the learning rate it trained at."""
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    stats = trainer.run_epoch()
+    if log is not None:
+        log(stats, lr, last=trainer.done)
+    return stats
+
+
 def _fit_with_progress(trainer: Distiller, desc: str, progress: bool, log: EpochLogger | None,
                        on_epoch: Any = None) -> None:
     from tqdm.auto import tqdm
@@ -270,10 +279,7 @@ def _fit_with_progress(trainer: Distiller, desc: str, progress: bool, log: Epoch
                disable=not progress, leave=False)
     try:
         while not trainer.done:
-            lr = trainer.optimizer.param_groups[0]["lr"]
-            stats = trainer.run_epoch()
-            if log is not None:
-                log(stats, lr, last=trainer.done)
+            stats = logged_epoch(trainer, log)
             bar.set_postfix(val_acc=f"{stats.val_acc:.4f}")
             bar.update(1)
             if on_epoch is not None:
